@@ -1,0 +1,1 @@
+//! JSON bodies of the remoting protocol.

@@ -1,0 +1,1 @@
+//! Lenient reading of the JSON the Java side writes with fastjson.
