@@ -17,4 +17,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;

@@ -403,3 +403,151 @@ fn language_codes_in_java_frames() {
         LanguageCode::Java
     );
 }
+
+mod bodies {
+    use super::{expect, golden};
+    use rocketmq_core::protocol::body::*;
+    use rocketmq_core::protocol::MessageQueue;
+
+    fn mq(broker: &str, id: i32) -> MessageQueue {
+        MessageQueue::new("TopicTest", broker, id)
+    }
+
+    #[test]
+    fn route_data_in_both_name_server_forms() {
+        let nonstandard = TopicRouteData::decode(&golden("route_nonstandard.json")).unwrap();
+        let standard = TopicRouteData::decode(&golden("route_standard.json")).unwrap();
+        assert_eq!(nonstandard, standard);
+        assert_eq!(standard.master_addr("broker-a"), Some("10.0.0.1:10911"));
+        assert_eq!(
+            standard.broker("broker-b").unwrap().broker_addrs[&1],
+            "10.0.0.4:10911"
+        );
+        assert_eq!(
+            standard.broker("broker-b").unwrap().zone_name.as_deref(),
+            Some("zone-中")
+        );
+        let subscribe = standard.subscribe_queues("TopicTest");
+        assert_eq!(subscribe.len(), 8);
+        assert_eq!(subscribe[0], mq("broker-a", 0));
+        assert_eq!(subscribe[7], mq("broker-b", 3));
+        assert_eq!(standard.publish_queues("TopicTest"), subscribe);
+        assert_eq!(
+            TopicRouteData::decode(&standard.encode()).unwrap(),
+            standard
+        );
+    }
+
+    #[test]
+    fn heartbeat_as_java_writes_it() {
+        let java = golden("heartbeat.json");
+        let hb = HeartbeatData::decode(&java).unwrap();
+        assert_eq!(hb.client_id, "10.0.0.5@12345#93284123");
+        assert_eq!(hb.producer_data_set[0].group_name, "PG_TEST");
+        let consumer = &hb.consumer_data_set[0];
+        assert_eq!(consumer.consume_type, ConsumeType::ConsumePassively);
+        assert_eq!(consumer.message_model, MessageModel::Clustering);
+        let ours =
+            SubscriptionData::from_tag_expression("TopicTest", "TagA || TagB", 1_732_500_000_000);
+        assert!(consumer.subscription_data_set.contains(&ours));
+        let all = SubscriptionData::from_tag_expression("%RETRY%CG_TEST", "*", 1_732_500_000_001);
+        assert!(consumer.subscription_data_set.contains(&all));
+        // Every key and value in Java's order: the same bytes.
+        assert_eq!(
+            String::from_utf8(hb.encode()).unwrap(),
+            String::from_utf8(java).unwrap()
+        );
+    }
+
+    #[test]
+    fn java_string_hashes() {
+        for case in expect("tag_hashes.expect.json").as_array().unwrap() {
+            let tag = case["tag"].as_str().unwrap();
+            assert_eq!(
+                i64::from(java_string_hash(tag)),
+                case["hashCode"].as_i64().unwrap(),
+                "{tag}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_bodies_byte_for_byte() {
+        for name in [
+            "consumer_id_list.json",
+            "lock_batch_response.json",
+            "consume_directly_result.json",
+        ] {
+            let java = golden(name);
+            let ours = match name {
+                "consumer_id_list.json" => ConsumerIdList::decode(&java).unwrap().encode(),
+                "lock_batch_response.json" => {
+                    LockBatchResponseBody::decode(&java).unwrap().encode()
+                }
+                _ => ConsumeMessageDirectlyResult::decode(&java)
+                    .unwrap()
+                    .encode(),
+            };
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(java).unwrap(),
+                "{name}"
+            );
+        }
+        let r =
+            ConsumeMessageDirectlyResult::decode(&golden("consume_directly_result.json")).unwrap();
+        assert_eq!(r.consume_result, Some(CmResult::CrSuccess));
+    }
+
+    #[test]
+    fn lock_bodies() {
+        let req = LockBatchRequestBody::decode(&golden("lock_batch_request.json")).unwrap();
+        assert_eq!(req.consumer_group, "CG_TEST");
+        assert_eq!(
+            req.mq_set.iter().cloned().collect::<Vec<_>>(),
+            [mq("broker-a", 0), mq("broker-a", 1)]
+        );
+        assert_eq!(LockBatchRequestBody::decode(&req.encode()).unwrap(), req);
+    }
+
+    #[test]
+    fn queue_keyed_maps() {
+        let reset = ResetOffsetBody::decode(&golden("reset_offset_body.json")).unwrap();
+        assert_eq!(reset.offset_table[&mq("broker-a", 0)], 42);
+        assert_eq!(reset.offset_table[&mq("broker-a", 1)], 1_000_000_000_000);
+        let ours = String::from_utf8(reset.encode()).unwrap();
+        assert!(
+            ours.contains(r#"{"brokerName":"broker-a","queueId":0,"topic":"TopicTest"}:42"#),
+            "{ours}"
+        );
+        assert_eq!(ResetOffsetBody::decode(ours.as_bytes()).unwrap(), reset);
+
+        let status = GetConsumerStatusBody::decode(&golden("consumer_status_body.json")).unwrap();
+        assert_eq!(
+            status.message_queue_table[&MessageQueue::new("TopicTest", "broker-b", 3)],
+            20
+        );
+        assert_eq!(
+            GetConsumerStatusBody::decode(&status.encode()).unwrap(),
+            status
+        );
+
+        let info = ConsumerRunningInfo::decode(&golden("consumer_running_info.json")).unwrap();
+        assert_eq!(info.properties[PROP_CONSUME_TYPE], "CONSUME_PASSIVELY");
+        let pq = &info.mq_table[&mq("broker-a", 1)];
+        assert!(pq.locked);
+        assert_eq!(pq.commit_offset, 101);
+        assert_eq!(info.status_table["TopicTest"].pull_tps, 20.25);
+        assert_eq!(
+            info.subscription_set[0]
+                .code_set
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            [2_598_919]
+        );
+        let ours = info.encode();
+        assert!(String::from_utf8_lossy(&ours).contains("\"droped\":false"));
+        assert_eq!(ConsumerRunningInfo::decode(&ours).unwrap(), info);
+    }
+}

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketmq_core::fuzzing::lock_batch_response(data));
