@@ -87,6 +87,15 @@ pub fn message_batch(data: &[u8]) {
         max_body_len: 1 << 20,
     };
     if let Ok(msgs) = message::decode_messages(&body, &raw) {
+        for m in &msgs {
+            for (name, value) in m.properties.to_map() {
+                assert_eq!(
+                    m.properties.get(&name),
+                    Some(value.as_str()),
+                    "lookup disagrees with parse"
+                );
+            }
+        }
         let unwrapped = message::sys_flag::INNER_BATCH | message::sys_flag::NEED_UNWRAP;
         if msgs.iter().all(|m| m.sys_flag & unwrapped != unwrapped) {
             let mut out = BytesMut::new();

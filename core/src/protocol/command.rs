@@ -379,7 +379,12 @@ fn decode_json(header: &[u8]) -> Result<RemotingCommand, CommandError> {
         serde_json::from_slice(header).map_err(|e| CommandError::Json(e.to_string()))?;
     let language = match h.language {
         None => LanguageCode::Other,
-        Some(JsonLanguage::Code(c)) => LanguageCode::from_value(c),
+        // JSON carries names, so a code without one reads as OTHER, as a name
+        // without a code does.
+        Some(JsonLanguage::Code(c)) => match LanguageCode::from_value(c) {
+            LanguageCode::Unknown(_) => LanguageCode::Other,
+            known => known,
+        },
         Some(JsonLanguage::Name(n)) => {
             LanguageCode::from_java_name(&n).unwrap_or(LanguageCode::Other)
         }

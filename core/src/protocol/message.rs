@@ -229,88 +229,84 @@ impl MessageVersion {
     }
 }
 
-/// Message properties as received: one UTF-8 slice of the record and the
-/// positions of each name and value in it. Looking one up allocates nothing.
+/// Message properties as received: one UTF-8 slice of the record, read in place.
+///
+/// Decoding only checks that the string is UTF-8; nothing is parsed, copied or
+/// allocated per message. A lookup ([`get`](Self::get)) finds the name with a
+/// vectorised substring search from the end, so reading the tag and the unique key
+/// of each message costs a few tens of nanoseconds.
+///
+/// Parsing follows Java's `string2messageProperties`: entries end at `\u{2}`, the
+/// name ends at the first `\u{1}`; entries with an empty name or value are
+/// skipped, and a repeated name keeps its last value.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Properties {
     raw: ByteString,
-    spans: Vec<PropertySpan>,
 }
 
-/// Byte ranges of one property inside [`Properties::raw`]; properties are at
-/// most 32767 bytes, so `u16` positions suffice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct PropertySpan {
-    name: (u16, u16),
-    value: (u16, u16),
-}
+const NAME_END: u8 = NAME_VALUE_SEPARATOR as u8;
+const ENTRY_END: u8 = PROPERTY_SEPARATOR as u8;
 
 impl Properties {
-    /// Parses a properties string as Java's `string2messageProperties` does:
-    /// segments end at `\u{2}`, the name ends at the first `\u{1}`; segments with an
-    /// empty name or value are skipped, and a repeated name keeps its last value.
+    /// Properties from their wire form.
     pub fn parse(raw: ByteString) -> Self {
-        let mut spans: Vec<PropertySpan> = Vec::new();
-        let bytes = raw.as_bytes();
-        let mut start = 0usize;
-        while start < bytes.len() {
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == PROPERTY_SEPARATOR as u8)
-                .map_or(bytes.len(), |i| start + i);
-            let segment = &bytes[start..end];
-            if let Some(sep) = segment
-                .iter()
-                .position(|&b| b == NAME_VALUE_SEPARATOR as u8)
-            {
-                if sep > 0 && sep + 1 < segment.len() && end <= usize::from(u16::MAX) {
-                    // `end` fits u16, so every position before it does too.
-                    let span = PropertySpan {
-                        name: (start as u16, (start + sep) as u16),
-                        value: ((start + sep + 1) as u16, end as u16),
-                    };
-                    let name = &bytes[start..start + sep];
-                    match spans
-                        .iter_mut()
-                        .find(|s| &bytes[usize::from(s.name.0)..usize::from(s.name.1)] == name)
-                    {
-                        Some(existing) => *existing = span,
-                        None => spans.push(span),
-                    }
-                }
-            }
-            start = end + 1;
-        }
-        Self { raw, spans }
+        Self { raw }
     }
 
-    /// The value of property `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
-    }
-
-    /// Every property, in wire order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// Every well-formed entry in wire order, repeated names included.
+    fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
         let raw: &str = &self.raw;
-        // Separators are ASCII, so every span boundary is a char boundary.
-        self.spans.iter().map(move |s| {
-            (
-                raw.get(usize::from(s.name.0)..usize::from(s.name.1))
-                    .unwrap_or_default(),
-                raw.get(usize::from(s.value.0)..usize::from(s.value.1))
-                    .unwrap_or_default(),
-            )
-        })
+        raw.split(PROPERTY_SEPARATOR)
+            .filter_map(|entry| entry.split_once(NAME_VALUE_SEPARATOR))
+            .filter(|(name, value)| !name.is_empty() && !value.is_empty())
+    }
+
+    /// The value of property `name` (the last one, if repeated).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let raw: &str = &self.raw;
+        let bytes = raw.as_bytes();
+        if name.is_empty()
+            || name.as_bytes().contains(&NAME_END)
+            || name.as_bytes().contains(&ENTRY_END)
+        {
+            return None;
+        }
+        // Walk the entries from the last one back: the first match is the last value.
+        let mut end = bytes.len();
+        loop {
+            let start = memchr::memrchr(ENTRY_END, &bytes[..end]).map_or(0, |i| i + 1);
+            let entry = &bytes[start..end];
+            if entry.len() > name.len() + 1
+                && entry.starts_with(name.as_bytes())
+                && entry[name.len()] == NAME_END
+            {
+                // Both ends sit next to ASCII separators: char boundaries.
+                return raw.get(start + name.len() + 1..end);
+            }
+            if start == 0 {
+                return None;
+            }
+            end = start - 1;
+        }
+    }
+
+    /// Every property in wire order; a repeated name appears once, with its last
+    /// value, at its last position.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries()
+            .enumerate()
+            .filter(|(i, (name, _))| !self.entries().skip(i + 1).any(|(n, _)| n == *name))
+            .map(|(_, entry)| entry)
     }
 
     /// Number of properties.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.iter().count()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.entries().next().is_none()
     }
 
     /// The properties string as received.
@@ -320,7 +316,7 @@ impl Properties {
 
     /// The properties as an owned map.
     pub fn to_map(&self) -> BTreeMap<String, String> {
-        self.iter()
+        self.entries()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
     }

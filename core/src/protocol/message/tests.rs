@@ -387,6 +387,18 @@ proptest! {
     }
 
     #[test]
+    fn lookups_agree_with_a_full_parse(raw in "[ab\u{1}\u{2}é]{0,40}") {
+        let p = Properties::parse(ByteString::from(raw.as_str()));
+        let map = p.to_map();
+        for name in ["a", "b", "ab", "ba", "aa", "é", "aé"] {
+            prop_assert_eq!(p.get(name), map.get(name).map(String::as_str), "{:?} in {:?}", name, raw);
+        }
+        prop_assert_eq!(p.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect::<BTreeMap<_, _>>(), map.clone());
+        prop_assert_eq!(p.len(), map.len());
+        prop_assert_eq!(p.is_empty(), map.is_empty());
+    }
+
+    #[test]
     fn decoding_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode_messages(&Bytes::from(data.clone()), &DecodeOptions::default());
         let _ = decode_batch(&Bytes::from(data));
