@@ -674,4 +674,71 @@ mod tests {
         }
         assert_eq!(got, vec![a, b]);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_command(binary: bool) -> impl Strategy<Value = RemotingCommand> {
+            let code = if binary {
+                (i16::MIN as i32..=i16::MAX as i32).boxed()
+            } else {
+                any::<i32>().boxed()
+            };
+            let version = if binary {
+                (i16::MIN as i32..=i16::MAX as i32).boxed()
+            } else {
+                any::<i32>().boxed()
+            };
+            // JSON carries language names, so only named languages survive it.
+            let language = if binary {
+                any::<u8>().boxed()
+            } else {
+                (0u8..14).boxed()
+            };
+            let value = if binary { ".{1,40}" } else { ".{0,40}" };
+            (
+                code,
+                language,
+                version,
+                any::<i32>(),
+                any::<i32>(),
+                proptest::option::of(".{1,60}"),
+                proptest::collection::btree_map(".{1,16}", value, 0..8),
+                proptest::collection::vec(any::<u8>(), 0..64),
+            )
+                .prop_map(
+                    |(code, language, version, opaque, flag, remark, ext_fields, body)| {
+                        RemotingCommand {
+                            code,
+                            language: LanguageCode::from_value(language),
+                            version,
+                            opaque,
+                            flag,
+                            remark,
+                            ext_fields,
+                            body: Bytes::from(body),
+                        }
+                    },
+                )
+        }
+
+        proptest! {
+            #[test]
+            fn json_round_trip(cmd in arb_command(false)) {
+                prop_assert_eq!(round_trip(&cmd, SerializeType::Json), cmd);
+            }
+
+            #[test]
+            fn binary_round_trip(cmd in arb_command(true)) {
+                prop_assert_eq!(round_trip(&cmd, SerializeType::RocketMq), cmd);
+            }
+
+            #[test]
+            fn decoding_never_panics(header in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = decode_json(&header);
+                let _ = decode_binary(&header);
+            }
+        }
+    }
 }

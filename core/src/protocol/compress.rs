@@ -259,4 +259,21 @@ mod tests {
             assert!(t.decompress(cut, 1 << 20).is_err(), "{t:?} truncated");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn round_trip_any_body(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096), level in 1u32..10) {
+            for t in ALL {
+                let c = t.compress(&body, level).unwrap();
+                proptest::prop_assert_eq!(&t.decompress(&c, body.len()).unwrap()[..], &body[..]);
+            }
+        }
+
+        #[test]
+        fn decompressing_garbage_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            for t in ALL {
+                let _ = t.decompress(&data, 1 << 16);
+            }
+        }
+    }
 }

@@ -707,4 +707,60 @@ mod tests {
             v1
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn check<H: CommandHeader + PartialEq + std::fmt::Debug>(
+            h: H,
+        ) -> Result<(), TestCaseError> {
+            let mut ext = ExtFields::new();
+            h.write(&mut ext);
+            prop_assert_eq!(H::read(&ext)?, h);
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn pull_request_round_trip(
+                group in ".{0,20}", topic in ".{0,20}", queue_id in any::<i32>(), offsets in any::<(i64, i64, i64, i64)>(),
+                max in any::<i32>(), sys_flag in any::<i32>(), sub in proptest::option::of(".{0,30}"),
+                expr in proptest::option::of("TAG|SQL92"), bytes in proptest::option::of(any::<i32>()),
+                bname in proptest::option::of("[a-z-]{1,12}"),
+            ) {
+                check(PullMessageRequestHeader {
+                    consumer_group: group, topic, queue_id, queue_offset: offsets.0, max_msg_nums: max, sys_flag,
+                    commit_offset: offsets.1, suspend_timeout_millis: offsets.2, subscription: sub, sub_version: offsets.3,
+                    expression_type: expr, max_msg_bytes: bytes, request_source: None, proxy_forward_client_id: None,
+                    broker_name: bname,
+                })?;
+            }
+
+            #[test]
+            fn send_v2_round_trip(
+                names in (".{0,20}", ".{0,20}"), ints in any::<(i32, i32, i32, i32)>(), born in any::<i64>(),
+                props in proptest::option::of(".{0,60}"), opt in any::<(Option<i32>, Option<bool>, Option<i32>, Option<bool>)>(),
+            ) {
+                check(SendMessageRequestHeaderV2 {
+                    producer_group: names.0, topic: names.1, default_topic: "TBW102".into(), default_topic_queue_nums: ints.0,
+                    queue_id: ints.1, sys_flag: ints.2, born_timestamp: born, flag: ints.3, properties: props,
+                    reconsume_times: opt.0, unit_mode: opt.1, max_reconsume_times: opt.2, batch: opt.3, broker_name: None,
+                })?;
+            }
+
+            #[test]
+            fn pull_response_and_reset_round_trip(
+                v in any::<(i64, i64, i64, i64, Option<i64>, Option<i32>)>(), force in any::<bool>(), qid in any::<Option<i32>>(),
+            ) {
+                check(PullMessageResponseHeader {
+                    suggest_which_broker_id: v.0, next_begin_offset: v.1, min_offset: v.2, max_offset: v.3,
+                    offset_delta: v.4, topic_sys_flag: v.5, group_sys_flag: None, forbidden_type: v.5,
+                })?;
+                check(ResetOffsetRequestHeader {
+                    group: "g".into(), topic: "t".into(), queue_id: qid, offset: v.4, timestamp: v.0, is_force: force,
+                })?;
+            }
+        }
+    }
 }
