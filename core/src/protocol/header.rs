@@ -195,39 +195,6 @@ command_header! {
         pub broker_name: Option<String> => "bname",
     }
 
-    /// SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320) request: the same fields
-    /// as [`SendMessageRequestHeader`] under one-letter keys.
-    pub struct SendMessageRequestHeaderV2 {
-        /// Producer group.
-        pub producer_group: String => "a",
-        /// Target topic.
-        pub topic: String => "b",
-        /// Template topic for auto-creation (`TBW102`).
-        pub default_topic: String => "c",
-        /// Queue count for an auto-created topic.
-        pub default_topic_queue_nums: i32 => "d",
-        /// Target queue.
-        pub queue_id: i32 => "e",
-        /// Compression and transaction bits of the message.
-        pub sys_flag: i32 => "f",
-        /// Client time of sending, ms since the epoch.
-        pub born_timestamp: i64 => "g",
-        /// The message's user flag.
-        pub flag: i32 => "h",
-        /// Properties string.
-        pub properties: Option<String> => "i",
-        /// Times the message was consumed before (retry topics).
-        pub reconsume_times: Option<i32> => "j",
-        /// Unit mode.
-        pub unit_mode: Option<bool> => "k",
-        /// Retry limit carried by a retried message.
-        pub max_reconsume_times: Option<i32> => "l",
-        /// Whether the body is a batch (true for SEND_BATCH_MESSAGE).
-        pub batch: Option<bool> => "m",
-        /// Target broker name.
-        pub broker_name: Option<String> => "n",
-    }
-
     /// Response to the send requests.
     pub struct SendMessageResponseHeader {
         /// Offset message id (comma-separated list for a batch).
@@ -560,46 +527,46 @@ command_header! {
     }
 }
 
-impl From<SendMessageRequestHeader> for SendMessageRequestHeaderV2 {
-    fn from(h: SendMessageRequestHeader) -> Self {
-        Self {
-            producer_group: h.producer_group,
-            topic: h.topic,
-            default_topic: h.default_topic,
-            default_topic_queue_nums: h.default_topic_queue_nums,
-            queue_id: h.queue_id,
-            sys_flag: h.sys_flag,
-            born_timestamp: h.born_timestamp,
-            flag: h.flag,
-            properties: h.properties,
-            reconsume_times: h.reconsume_times,
-            unit_mode: h.unit_mode,
-            max_reconsume_times: h.max_reconsume_times,
-            batch: h.batch,
-            broker_name: h.broker_name,
+/// SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320) request: the fields of
+/// [`SendMessageRequestHeader`] under one-letter keys, which is what the Java client
+/// sends by default (and always for batches).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendMessageRequestHeaderV2(pub SendMessageRequestHeader);
+
+/// The V2 key of each [`SendMessageRequestHeader`] field.
+macro_rules! v2_keys {
+    ($($field:ident => $key:literal,)*) => {
+        impl SendMessageRequestHeaderV2 {
+            /// The ext-field keys of this header, in Java's order.
+            pub const KEYS: &'static [&'static str] = &[$($key),*];
         }
-    }
+
+        impl CommandHeader for SendMessageRequestHeaderV2 {
+            fn write(&self, ext: &mut ExtFields) {
+                $( HeaderField::put(&self.0.$field, ext, $key); )*
+            }
+            fn read(ext: &ExtFields) -> Result<Self, HeaderError> {
+                Ok(Self(SendMessageRequestHeader { $( $field: HeaderField::get(ext, $key)?, )* }))
+            }
+        }
+    };
 }
 
-impl From<SendMessageRequestHeaderV2> for SendMessageRequestHeader {
-    fn from(h: SendMessageRequestHeaderV2) -> Self {
-        Self {
-            producer_group: h.producer_group,
-            topic: h.topic,
-            default_topic: h.default_topic,
-            default_topic_queue_nums: h.default_topic_queue_nums,
-            queue_id: h.queue_id,
-            sys_flag: h.sys_flag,
-            born_timestamp: h.born_timestamp,
-            flag: h.flag,
-            properties: h.properties,
-            reconsume_times: h.reconsume_times,
-            unit_mode: h.unit_mode,
-            batch: h.batch,
-            max_reconsume_times: h.max_reconsume_times,
-            broker_name: h.broker_name,
-        }
-    }
+v2_keys! {
+    producer_group => "a",
+    topic => "b",
+    default_topic => "c",
+    default_topic_queue_nums => "d",
+    queue_id => "e",
+    sys_flag => "f",
+    born_timestamp => "g",
+    flag => "h",
+    properties => "i",
+    reconsume_times => "j",
+    unit_mode => "k",
+    max_reconsume_times => "l",
+    batch => "m",
+    broker_name => "n",
 }
 
 #[cfg(test)]
@@ -696,16 +663,13 @@ mod tests {
             max_reconsume_times: None,
             broker_name: Some("broker-a".into()),
         };
-        let v2 = SendMessageRequestHeaderV2::from(v1.clone());
+        let v2 = SendMessageRequestHeaderV2(v1.clone());
         let mut fields = ExtFields::new();
         v2.write(&mut fields);
         assert_eq!(fields["a"], "pg");
         assert_eq!(fields["g"], "1732500000000");
         assert!(!fields.contains_key("l"));
-        assert_eq!(
-            SendMessageRequestHeader::from(SendMessageRequestHeaderV2::read(&fields).unwrap()),
-            v1
-        );
+        assert_eq!(SendMessageRequestHeaderV2::read(&fields).unwrap().0, v1);
     }
 
     mod props {
@@ -742,11 +706,11 @@ mod tests {
                 names in (".{0,20}", ".{0,20}"), ints in any::<(i32, i32, i32, i32)>(), born in any::<i64>(),
                 props in proptest::option::of(".{0,60}"), opt in any::<(Option<i32>, Option<bool>, Option<i32>, Option<bool>)>(),
             ) {
-                check(SendMessageRequestHeaderV2 {
+                check(SendMessageRequestHeaderV2(SendMessageRequestHeader {
                     producer_group: names.0, topic: names.1, default_topic: "TBW102".into(), default_topic_queue_nums: ints.0,
                     queue_id: ints.1, sys_flag: ints.2, born_timestamp: born, flag: ints.3, properties: props,
                     reconsume_times: opt.0, unit_mode: opt.1, max_reconsume_times: opt.2, batch: opt.3, broker_name: None,
-                })?;
+                }))?;
             }
 
             #[test]

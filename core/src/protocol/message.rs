@@ -543,19 +543,7 @@ fn decode_record(
     opts: &DecodeOptions,
 ) -> Result<(MessageExt, usize), MessageError> {
     let truncated = |_: UnexpectedEnd| MessageError::Truncated { offset };
-    let remaining = buf.len() - offset;
-    let mut head = Reader::new(&buf[offset..]);
-    let total = head.i32().map_err(truncated)?;
-    let size = match usize::try_from(total) {
-        Ok(n) if n >= MIN_RECORD_LEN && n <= remaining => n,
-        _ => {
-            return Err(MessageError::BadTotalSize {
-                offset,
-                size: total,
-                remaining,
-            })
-        }
-    };
+    let (total, size) = record_size(buf, offset, MIN_RECORD_LEN)?;
     let record = &buf[offset..offset + size];
     let mut r = Reader::new(record);
     let at = |range: std::ops::Range<usize>| buf.slice(offset + range.start..offset + range.end);
@@ -642,6 +630,23 @@ fn decode_record(
         version,
     };
     Ok((msg, offset + size))
+}
+
+/// Reads the leading `total_size: i32` of the record at `offset` and checks that it
+/// is at least `min` and fits in `buf`. Returns it as read and as a length.
+fn record_size(buf: &[u8], offset: usize, min: usize) -> Result<(i32, usize), MessageError> {
+    let remaining = buf.len() - offset;
+    let total = Reader::new(&buf[offset..])
+        .i32()
+        .map_err(|_| MessageError::Truncated { offset })?;
+    match usize::try_from(total) {
+        Ok(n) if n >= min && n <= remaining => Ok((total, n)),
+        _ => Err(MessageError::BadTotalSize {
+            offset,
+            size: total,
+            remaining,
+        }),
+    }
 }
 
 fn checked_len(
@@ -757,19 +762,7 @@ pub fn decode_batch(body: &Bytes) -> Result<Vec<BatchEntry>, MessageError> {
 fn decode_batch_entry(buf: &Bytes, offset: usize) -> Result<(BatchEntry, usize), MessageError> {
     const MIN_ENTRY: usize = 4 * 5 + 2;
     let truncated = |_: UnexpectedEnd| MessageError::Truncated { offset };
-    let remaining = buf.len() - offset;
-    let mut r = Reader::new(&buf[offset..]);
-    let total = r.i32().map_err(truncated)?;
-    let size = match usize::try_from(total) {
-        Ok(n) if n >= MIN_ENTRY && n <= remaining => n,
-        _ => {
-            return Err(MessageError::BadTotalSize {
-                offset,
-                size: total,
-                remaining,
-            })
-        }
-    };
+    let (total, size) = record_size(buf, offset, MIN_ENTRY)?;
     let mut r = Reader::new(&buf[offset..offset + size]);
     r.range(12).map_err(truncated)?; // total, magic, crc
     let flag = r.i32().map_err(truncated)?;
