@@ -17,6 +17,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
+mod connection;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod protocol;
+
+pub use client::{
+    Call, CallId, Client, ClientConfig, Input, Output, PullResult, PullStatus, Reply, SendResult,
+    SendStatus,
+};
+pub use connection::ConnId;
+pub use error::ClientError;

@@ -143,6 +143,19 @@ impl FrameDecoder {
         }
     }
 
+    /// Appends received bytes, adopting the buffer without a copy when nothing is
+    /// pending (the common case: a read that ends on a frame boundary).
+    pub fn push_owned(&mut self, data: BytesMut) {
+        if self.failed.is_some() {
+            return;
+        }
+        if self.buf.is_empty() {
+            self.buf = data;
+        } else {
+            self.buf.extend_from_slice(&data);
+        }
+    }
+
     /// The receive buffer, for reading from a socket straight into it (one copy
     /// from the kernel, none after). Only append to it.
     pub fn buffer_mut(&mut self) -> &mut BytesMut {

@@ -1,0 +1,933 @@
+//! The client state machine: connections, request correlation, routes, and the
+//! calls a user makes (route query, send, pull).
+//!
+//! # Driving it
+//!
+//! An adapter owns one [`Client`] and runs one loop:
+//!
+//! 1. wait for the earliest of: bytes on a connection, a connection opening or
+//!    closing, a user call, or the instant [`Client::poll_timeout`] returned;
+//! 2. feed what happened in with [`Client::handle_input`] (time passing is
+//!    [`Input::Timeout`]) or start a call with [`Client::call`];
+//! 3. drain [`Client::poll_output`] until it returns `None`, acting on each
+//!    [`Output`]: connect, transmit, close, or complete a call.
+//!
+//! The core never reads a clock: every method takes `now`, and the wall-clock time
+//! the protocol needs (born timestamps, message ids) is derived from the one the
+//! adapter gave at construction.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use core::net::{IpAddr, Ipv4Addr};
+use tracing::{debug, trace, warn};
+
+use crate::connection::{ConnId, Connections, Route};
+use crate::error::ClientError;
+use crate::protocol::body::TopicRouteData;
+use crate::protocol::code::{LanguageCode, RequestCode, ResponseCode};
+use crate::protocol::command::{RemotingCommand, CLIENT_VERSION};
+use crate::protocol::compress::CompressionType;
+use crate::protocol::frame::{SerializeType, DEFAULT_MAX_FRAME_LEN};
+use crate::protocol::header::{
+    GetRouteInfoRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
+use crate::protocol::message::{
+    self, property, DecodeOptions, Message, MessageExt, UniqueIdGenerator,
+};
+use crate::protocol::MessageQueue;
+
+/// Identifies a user call. Chosen by the core when the call starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Settings of a client.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Name server addresses (`host:port`).
+    pub name_servers: Vec<String>,
+    /// Deadline of a request without one of its own (Java's `mqClientApiTimeout`, 3 s).
+    pub request_timeout: Duration,
+    /// Largest frame sent or accepted (16 MiB, as Java).
+    pub max_frame_len: usize,
+    /// Header form this client sends (both are always read).
+    pub serialize_type: SerializeType,
+    /// Language this client announces.
+    pub language: LanguageCode,
+    /// The client's own address, for message ids.
+    pub client_ip: IpAddr,
+    /// The process id, for message ids.
+    pub pid: u32,
+    /// A per-process random value, for message ids.
+    pub id_salt: i32,
+    /// Bodies of at least this many bytes are compressed (Java's 4 KiB); `None`
+    /// turns compression off.
+    pub compress_over: Option<usize>,
+    /// Algorithm for compressed bodies (zlib, as Java's default).
+    pub compression: CompressionType,
+    /// Level for compressed bodies (5, as Java).
+    pub compression_level: u32,
+    /// How pulled bodies are decoded.
+    pub decode: DecodeOptions,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            name_servers: vec!["127.0.0.1:9876".to_owned()],
+            request_timeout: Duration::from_secs(3),
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            serialize_type: SerializeType::Json,
+            language: LanguageCode::Rust,
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            pid: 0,
+            id_salt: 0,
+            compress_over: Some(4096),
+            compression: CompressionType::Zlib,
+            compression_level: 5,
+            decode: DecodeOptions::default(),
+        }
+    }
+}
+
+/// A user call.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Call {
+    /// Ask a name server for a topic's route.
+    QueryRoute {
+        /// The topic.
+        topic: String,
+    },
+    /// Send one message and wait until the broker stored it.
+    Send {
+        /// Producer group.
+        group: String,
+        /// The message.
+        message: Message,
+        /// The queue to send to; `None` picks the next writable queue in turn.
+        queue: Option<MessageQueue>,
+    },
+    /// Pull messages from one queue once, without waiting for new ones.
+    Pull {
+        /// Consumer group.
+        group: String,
+        /// The queue.
+        queue: MessageQueue,
+        /// First offset wanted.
+        offset: i64,
+        /// Most messages to return.
+        max_messages: i32,
+    },
+}
+
+/// What a call completes with.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The route asked for.
+    Route(TopicRouteData),
+    /// Where a sent message was stored.
+    Sent(SendResult),
+    /// What a pull found.
+    Pulled(PullResult),
+}
+
+/// How the broker stored a sent message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Stored (and flushed/replicated as the broker is configured to).
+    Ok,
+    /// Stored, but the flush to disk timed out.
+    FlushDiskTimeout,
+    /// Stored, but replication to the slave timed out.
+    FlushSlaveTimeout,
+    /// Stored, but no slave is available.
+    SlaveNotAvailable,
+}
+
+/// Result of a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendResult {
+    /// How it was stored.
+    pub status: SendStatus,
+    /// The message's unique id (`UNIQ_KEY`).
+    pub msg_id: String,
+    /// The broker's offset message id.
+    pub offset_msg_id: String,
+    /// The queue it went to.
+    pub queue: MessageQueue,
+    /// Its offset in that queue.
+    pub queue_offset: i64,
+}
+
+/// What a pull found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullStatus {
+    /// Messages were found.
+    Found,
+    /// Nothing new at the offset.
+    NoNewMessage,
+    /// Messages were there but none matched the subscription.
+    NoMatchedMessage,
+    /// The offset is out of range; use `next_begin_offset`.
+    OffsetIllegal,
+}
+
+/// Result of a pull.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PullResult {
+    /// What was found.
+    pub status: PullStatus,
+    /// Offset to pull from next.
+    pub next_begin_offset: i64,
+    /// Smallest offset of the queue.
+    pub min_offset: i64,
+    /// One past the largest offset of the queue.
+    pub max_offset: i64,
+    /// The messages, in queue order.
+    pub messages: Vec<MessageExt>,
+}
+
+/// Something that happened, fed to [`Client::handle_input`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Input {
+    /// The connection asked for by [`Output::Connect`] is open.
+    Connected(ConnId),
+    /// The connection could not be opened.
+    ConnectFailed(ConnId, String),
+    /// Bytes arrived on a connection. The core adopts the buffer when it can.
+    Received(ConnId, BytesMut),
+    /// The connection closed.
+    Closed(ConnId),
+    /// Time passed (the instant from [`Client::poll_timeout`] was reached).
+    Timeout,
+}
+
+/// Something the adapter must do, from [`Client::poll_output`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Output {
+    /// Open a TCP connection to `addr`, then report [`Input::Connected`] or
+    /// [`Input::ConnectFailed`].
+    Connect {
+        /// The id the core gave the connection.
+        conn: ConnId,
+        /// `host:port`.
+        addr: String,
+    },
+    /// Write these bytes to the connection, in order.
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close the connection; report nothing back.
+    Close(ConnId),
+    /// A call completed.
+    Reply {
+        /// The call.
+        call: CallId,
+        /// Its result.
+        result: Result<Reply, ClientError>,
+    },
+}
+
+/// A request on the wire, waiting for its response.
+#[derive(Debug)]
+struct InFlight {
+    /// The user call to complete; `None` for the client's own requests.
+    call: Option<CallId>,
+    conn: ConnId,
+    deadline: Instant,
+    timeout: Duration,
+    kind: Expect,
+}
+
+/// How to read the response of a request.
+#[derive(Debug)]
+enum Expect {
+    Route { topic: String },
+    Send { queue: MessageQueue, msg_id: String },
+    Pull,
+}
+
+/// A call waiting for a route before it can go out.
+#[derive(Debug)]
+struct Parked {
+    call: CallId,
+    deadline: Instant,
+    request: Call,
+}
+
+/// The sans-IO client. See the [module docs](self) for the driving loop.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    start: Instant,
+    start_wall_ms: i64,
+    last_now: Instant,
+    conns: Connections,
+    next_opaque: i32,
+    next_call: u64,
+    in_flight: HashMap<i32, InFlight>,
+    deadlines: BTreeMap<(Instant, i32), ()>,
+    routes: HashMap<String, TopicRouteData>,
+    parked: HashMap<String, Vec<Parked>>,
+    round_robin: HashMap<String, usize>,
+    ids: UniqueIdGenerator,
+    outputs: VecDeque<Output>,
+}
+
+impl Client {
+    /// A client starting at `now`, when the wall clock read `wall_clock_ms`
+    /// (milliseconds since the Unix epoch).
+    pub fn new(config: ClientConfig, now: Instant, wall_clock_ms: i64) -> Self {
+        let ids = UniqueIdGenerator::new(config.client_ip, config.pid, config.id_salt);
+        Self {
+            config,
+            start: now,
+            start_wall_ms: wall_clock_ms,
+            last_now: now,
+            conns: Connections::default(),
+            next_opaque: 0,
+            next_call: 0,
+            in_flight: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            routes: HashMap::new(),
+            parked: HashMap::new(),
+            round_robin: HashMap::new(),
+            ids,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Starts a call; its result arrives later as [`Output::Reply`] with the
+    /// returned id. `timeout` overrides the configured request timeout.
+    pub fn call(&mut self, now: Instant, call: Call, timeout: Option<Duration>) -> CallId {
+        let now = self.advance(now);
+        self.next_call += 1;
+        let id = CallId(self.next_call);
+        let timeout = timeout.unwrap_or(self.config.request_timeout);
+        self.dispatch(now, id, call, now + timeout, timeout);
+        id
+    }
+
+    /// Feeds in something that happened.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        let now = self.advance(now);
+        match input {
+            Input::Connected(conn) => {
+                if let Some(frames) = self.conns.opened(conn) {
+                    debug!(%conn, "connected");
+                    for data in frames {
+                        self.outputs.push_back(Output::Transmit { conn, data });
+                    }
+                }
+            }
+            Input::ConnectFailed(conn, reason) => {
+                if let Some(addr) = self.conns.remove(conn) {
+                    warn!(%conn, %addr, %reason, "connect failed");
+                    self.fail_connection(
+                        conn,
+                        |addr| ClientError::ConnectFailed {
+                            addr: addr.to_owned(),
+                            reason: reason.clone(),
+                        },
+                        &addr,
+                    );
+                }
+            }
+            Input::Received(conn, data) => match self.conns.receive(conn, data) {
+                Ok(frames) => {
+                    for frame in frames {
+                        match RemotingCommand::decode(frame) {
+                            Ok(cmd) => self.on_command(now, conn, cmd),
+                            Err(e) => {
+                                warn!(%conn, error = %e, "undecodable command; closing the connection");
+                                self.close(conn);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(%conn, error = %e, "bad frame; closing the connection");
+                    self.close(conn);
+                }
+            },
+            Input::Closed(conn) => {
+                if let Some(addr) = self.conns.remove(conn) {
+                    debug!(%conn, %addr, "closed");
+                    self.fail_connection(
+                        conn,
+                        |addr| ClientError::ConnectionClosed {
+                            addr: addr.to_owned(),
+                        },
+                        &addr,
+                    );
+                }
+            }
+            Input::Timeout => self.expire(now),
+        }
+    }
+
+    /// The next thing the adapter must do, if any. Drain it after every input.
+    pub fn poll_output(&mut self, now: Instant) -> Option<Output> {
+        let now = self.advance(now);
+        if self.next_deadline().is_some_and(|d| d <= now) {
+            self.expire(now);
+        }
+        self.outputs.pop_front()
+    }
+
+    /// When the core next needs [`Input::Timeout`], if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_deadline().map(|d| d.max(self.last_now))
+    }
+
+    /// Time never goes backwards inside the core.
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    fn wall_ms(&self, now: Instant) -> i64 {
+        self.start_wall_ms + now.saturating_duration_since(self.start).as_millis() as i64
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let requests = self.deadlines.keys().next().map(|(d, _)| *d);
+        let parked = self.parked.values().flatten().map(|p| p.deadline).min();
+        match (requests, parked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn reply(&mut self, call: CallId, result: Result<Reply, ClientError>) {
+        self.outputs.push_back(Output::Reply { call, result });
+    }
+
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        call: Call,
+        deadline: Instant,
+        timeout: Duration,
+    ) {
+        match call {
+            Call::QueryRoute { topic } => self.query_route(Some(id), topic, deadline, timeout),
+            Call::Send { .. } | Call::Pull { .. } => {
+                let topic = match &call {
+                    Call::Send { message, queue, .. } => {
+                        queue.as_ref().map_or(&message.topic, |q| &q.topic)
+                    }
+                    Call::Pull { queue, .. } => &queue.topic,
+                    Call::QueryRoute { .. } => unreachable!("handled above"),
+                }
+                .clone();
+                if self.routes.contains_key(&topic) {
+                    self.issue(now, id, call, deadline, timeout);
+                } else {
+                    let first = !self.parked.contains_key(&topic);
+                    self.parked.entry(topic.clone()).or_default().push(Parked {
+                        call: id,
+                        deadline,
+                        request: call,
+                    });
+                    if first {
+                        // The client's own query: its answer fills the route table.
+                        self.query_route(None, topic, deadline, timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    fn query_route(
+        &mut self,
+        id: Option<CallId>,
+        topic: String,
+        deadline: Instant,
+        timeout: Duration,
+    ) {
+        let Some(addr) = self.config.name_servers.first().cloned() else {
+            let error = ClientError::NoQueue("no name server configured".into());
+            for parked in self.parked.remove(&topic).unwrap_or_default() {
+                self.reply(parked.call, Err(error.clone()));
+            }
+            if let Some(id) = id {
+                self.reply(id, Err(error));
+            }
+            return;
+        };
+        let request = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 0).with_header(
+            &GetRouteInfoRequestHeader {
+                topic: topic.clone(),
+                accept_standard_json_only: Some(true),
+            },
+        );
+        self.send_request(
+            id,
+            &addr,
+            request,
+            Expect::Route { topic },
+            deadline,
+            timeout,
+        );
+    }
+
+    /// Sends a call whose route is known.
+    fn issue(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        call: Call,
+        deadline: Instant,
+        timeout: Duration,
+    ) {
+        match call {
+            Call::Send {
+                group,
+                message,
+                queue,
+            } => self.send_message(now, id, group, message, queue, deadline, timeout),
+            Call::Pull {
+                group,
+                queue,
+                offset,
+                max_messages,
+            } => {
+                let Some(addr) = self
+                    .routes
+                    .get(&queue.topic)
+                    .and_then(|r| r.master_addr(&queue.broker_name))
+                else {
+                    self.reply(
+                        id,
+                        Err(ClientError::NoQueue(format!("no master for {queue}"))),
+                    );
+                    return;
+                };
+                let addr = addr.to_owned();
+                let header = PullMessageRequestHeader {
+                    consumer_group: group,
+                    topic: queue.topic.clone(),
+                    queue_id: queue.queue_id,
+                    queue_offset: offset,
+                    max_msg_nums: max_messages,
+                    sys_flag: 0,
+                    commit_offset: 0,
+                    suspend_timeout_millis: 0,
+                    subscription: Some("*".into()),
+                    sub_version: 0,
+                    expression_type: Some("TAG".into()),
+                    max_msg_bytes: None,
+                    request_source: None,
+                    proxy_forward_client_id: None,
+                    broker_name: Some(queue.broker_name.clone()),
+                };
+                let request =
+                    RemotingCommand::request(RequestCode::PULL_MESSAGE, 0).with_header(&header);
+                self.send_request(Some(id), &addr, request, Expect::Pull, deadline, timeout);
+            }
+            Call::QueryRoute { topic } => self.query_route(Some(id), topic, deadline, timeout),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_message(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        group: String,
+        mut message: Message,
+        queue: Option<MessageQueue>,
+        deadline: Instant,
+        timeout: Duration,
+    ) {
+        let Some(route) = self.routes.get(&message.topic) else {
+            self.reply(id, Err(ClientError::TopicNotFound(message.topic)));
+            return;
+        };
+        let queue = match queue {
+            Some(q) => q,
+            None => {
+                let queues = route.publish_queues(&message.topic);
+                if queues.is_empty() {
+                    self.reply(
+                        id,
+                        Err(ClientError::NoQueue(format!(
+                            "topic {} has no writable queue",
+                            message.topic
+                        ))),
+                    );
+                    return;
+                }
+                let turn = self.round_robin.entry(message.topic.clone()).or_default();
+                *turn = turn.wrapping_add(1);
+                queues[*turn % queues.len()].clone()
+            }
+        };
+        let Some(addr) = route.master_addr(&queue.broker_name).map(str::to_owned) else {
+            self.reply(
+                id,
+                Err(ClientError::NoQueue(format!("no master for {queue}"))),
+            );
+            return;
+        };
+        let born = self.wall_ms(now);
+        let msg_id = match message.unique_id() {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = self.ids.next_id(born);
+                message.properties.insert(
+                    property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.to_owned(),
+                    id.clone(),
+                );
+                id
+            }
+        };
+        let mut sys_flag = 0;
+        let mut body = message.body.clone();
+        if let Some(threshold) = self.config.compress_over {
+            if body.len() >= threshold {
+                match self
+                    .config
+                    .compression
+                    .compress(&body, self.config.compression_level)
+                {
+                    Ok(compressed) => {
+                        body = compressed;
+                        sys_flag |= self.config.compression.sys_flag();
+                    }
+                    Err(e) => warn!(error = %e, "compression failed; sending the body as is"),
+                }
+            }
+        }
+        let header = SendMessageRequestHeaderV2(SendMessageRequestHeader {
+            producer_group: group,
+            topic: message.topic.clone(),
+            default_topic: "TBW102".into(),
+            default_topic_queue_nums: 4,
+            queue_id: queue.queue_id,
+            sys_flag,
+            born_timestamp: born,
+            flag: message.flag,
+            properties: Some(message.properties_string()),
+            reconsume_times: Some(0),
+            unit_mode: Some(false),
+            batch: Some(false),
+            max_reconsume_times: None,
+            broker_name: Some(queue.broker_name.clone()),
+        });
+        let request = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0)
+            .with_header(&header)
+            .with_body(body);
+        self.send_request(
+            Some(id),
+            &addr,
+            request,
+            Expect::Send { queue, msg_id },
+            deadline,
+            timeout,
+        );
+    }
+
+    fn send_request(
+        &mut self,
+        call: Option<CallId>,
+        addr: &str,
+        mut request: RemotingCommand,
+        kind: Expect,
+        deadline: Instant,
+        timeout: Duration,
+    ) {
+        self.next_opaque = self.next_opaque.wrapping_add(1);
+        let opaque = self.next_opaque;
+        request.opaque = opaque;
+        request.language = self.config.language;
+        request.version = CLIENT_VERSION;
+        let mut buf = BytesMut::new();
+        if let Err(e) = request.encode(
+            self.config.serialize_type,
+            self.config.max_frame_len,
+            &mut buf,
+        ) {
+            if let Some(call) = call {
+                self.reply(call, Err(ClientError::Encode(e.to_string())));
+            }
+            return;
+        }
+        let (route, now_frame) = self
+            .conns
+            .send(addr, buf.freeze(), self.config.max_frame_len);
+        let conn = match route {
+            Route::Connect(conn) => {
+                self.outputs.push_back(Output::Connect {
+                    conn,
+                    addr: addr.to_owned(),
+                });
+                conn
+            }
+            Route::Queued(conn) => conn,
+            Route::Transmit(conn) => {
+                if let Some(data) = now_frame {
+                    self.outputs.push_back(Output::Transmit { conn, data });
+                }
+                conn
+            }
+        };
+        trace!(%conn, opaque, code = request.code, "request");
+        self.in_flight.insert(
+            opaque,
+            InFlight {
+                call,
+                conn,
+                deadline,
+                timeout,
+                kind,
+            },
+        );
+        self.deadlines.insert((deadline, opaque), ());
+    }
+
+    fn on_command(&mut self, now: Instant, conn: ConnId, cmd: RemotingCommand) {
+        if !cmd.is_response() {
+            self.on_server_request(conn, cmd);
+            return;
+        }
+        let Some(req) = self.in_flight.remove(&cmd.opaque) else {
+            trace!(%conn, opaque = cmd.opaque, "response to no pending request (late or unknown); dropped");
+            return;
+        };
+        self.deadlines.remove(&(req.deadline, cmd.opaque));
+        let result = match req.kind {
+            Expect::Route { topic } => self.on_route(now, topic, &cmd),
+            Expect::Send { queue, msg_id } => on_send(queue, msg_id, &cmd),
+            Expect::Pull => on_pull(&cmd, &self.config.decode),
+        };
+        if let Some(call) = req.call {
+            self.reply(call, result);
+        }
+    }
+
+    /// Requests a broker sends to the client. None is handled yet: each gets
+    /// REQUEST_CODE_NOT_SUPPORTED (oneway ones get nothing), never silence.
+    fn on_server_request(&mut self, conn: ConnId, cmd: RemotingCommand) {
+        debug!(%conn, code = cmd.code, "server request");
+        if cmd.is_oneway() {
+            return;
+        }
+        let mut response = RemotingCommand::response(
+            ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+            cmd.opaque,
+            Some(format!(" request type {} not supported", cmd.code)),
+        );
+        response.language = self.config.language;
+        let mut buf = BytesMut::new();
+        if response
+            .encode(
+                self.config.serialize_type,
+                self.config.max_frame_len,
+                &mut buf,
+            )
+            .is_ok()
+        {
+            self.outputs.push_back(Output::Transmit {
+                conn,
+                data: buf.freeze(),
+            });
+        }
+    }
+
+    fn on_route(
+        &mut self,
+        now: Instant,
+        topic: String,
+        cmd: &RemotingCommand,
+    ) -> Result<Reply, ClientError> {
+        let result = match cmd.response_code() {
+            ResponseCode::SUCCESS => TopicRouteData::decode(&cmd.body)
+                .map_err(|e| ClientError::BadResponse(e.to_string()))
+                .map(Reply::Route),
+            ResponseCode::TOPIC_NOT_EXIST => Err(ClientError::TopicNotFound(topic.clone())),
+            code => Err(remote(code, cmd)),
+        };
+        if let Ok(Reply::Route(route)) = &result {
+            self.routes.insert(topic.clone(), route.clone());
+        }
+        // Calls that waited for this route go out now, or fail with its error.
+        for parked in self.parked.remove(&topic).unwrap_or_default() {
+            match &result {
+                Ok(_) => {
+                    let timeout = parked.deadline.saturating_duration_since(now);
+                    self.issue(now, parked.call, parked.request, parked.deadline, timeout);
+                }
+                Err(e) => self.reply(parked.call, Err(e.clone())),
+            }
+        }
+        result
+    }
+
+    /// Fails every expired request and parked call.
+    fn expire(&mut self, now: Instant) {
+        while let Some((&(deadline, opaque), ())) = self.deadlines.iter().next() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.remove(&(deadline, opaque));
+            if let Some(req) = self.in_flight.remove(&opaque) {
+                debug!(opaque, conn = %req.conn, "request timed out");
+                if let Some(call) = req.call {
+                    self.reply(call, Err(ClientError::Timeout(req.timeout)));
+                }
+                if let Expect::Route { topic } = &req.kind {
+                    for parked in self.parked.remove(topic).unwrap_or_default() {
+                        self.reply(parked.call, Err(ClientError::Timeout(req.timeout)));
+                    }
+                }
+            }
+        }
+        let mut expired = Vec::new();
+        for list in self.parked.values_mut() {
+            list.retain(|p| {
+                let keep = p.deadline > now;
+                if !keep {
+                    expired.push(p.call);
+                }
+                keep
+            });
+        }
+        self.parked.retain(|_, list| !list.is_empty());
+        for call in expired {
+            self.reply(call, Err(ClientError::Timeout(self.config.request_timeout)));
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(addr) = self.conns.remove(conn) {
+            self.outputs.push_back(Output::Close(conn));
+            self.fail_connection(
+                conn,
+                |addr| ClientError::ConnectionClosed {
+                    addr: addr.to_owned(),
+                },
+                &addr,
+            );
+        }
+    }
+
+    /// Fails every request waiting on a connection that is gone.
+    fn fail_connection(&mut self, conn: ConnId, error: impl Fn(&str) -> ClientError, addr: &str) {
+        let mut failed: Vec<i32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, r)| r.conn == conn)
+            .map(|(&o, _)| o)
+            .collect();
+        failed.sort_unstable();
+        for opaque in failed {
+            if let Some(req) = self.in_flight.remove(&opaque) {
+                self.deadlines.remove(&(req.deadline, opaque));
+                // A failed route query also fails the calls parked behind it.
+                if let Expect::Route { topic } = &req.kind {
+                    for parked in self.parked.remove(topic).unwrap_or_default() {
+                        self.reply(parked.call, Err(error(addr)));
+                    }
+                }
+                if let Some(call) = req.call {
+                    self.reply(call, Err(error(addr)));
+                }
+            }
+        }
+    }
+
+    /// Connections still open (for tests and shutdown).
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.conns.ids()
+    }
+
+    /// The address of a connection.
+    pub fn connection_addr(&self, conn: ConnId) -> Option<&str> {
+        self.conns.addr(conn)
+    }
+}
+
+fn remote(code: ResponseCode, cmd: &RemotingCommand) -> ClientError {
+    ClientError::Remote {
+        code,
+        remark: cmd.remark.clone().unwrap_or_default(),
+    }
+}
+
+fn on_send(
+    queue: MessageQueue,
+    msg_id: String,
+    cmd: &RemotingCommand,
+) -> Result<Reply, ClientError> {
+    let status = match cmd.response_code() {
+        ResponseCode::SUCCESS => SendStatus::Ok,
+        ResponseCode::FLUSH_DISK_TIMEOUT => SendStatus::FlushDiskTimeout,
+        ResponseCode::FLUSH_SLAVE_TIMEOUT => SendStatus::FlushSlaveTimeout,
+        ResponseCode::SLAVE_NOT_AVAILABLE => SendStatus::SlaveNotAvailable,
+        code => return Err(remote(code, cmd)),
+    };
+    let header: SendMessageResponseHeader = cmd
+        .header()
+        .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+    Ok(Reply::Sent(SendResult {
+        status,
+        msg_id,
+        offset_msg_id: header.msg_id,
+        queue: MessageQueue {
+            queue_id: header.queue_id,
+            ..queue
+        },
+        queue_offset: header.queue_offset,
+    }))
+}
+
+fn on_pull(cmd: &RemotingCommand, decode: &DecodeOptions) -> Result<Reply, ClientError> {
+    let status = match cmd.response_code() {
+        ResponseCode::SUCCESS => PullStatus::Found,
+        ResponseCode::PULL_NOT_FOUND => PullStatus::NoNewMessage,
+        ResponseCode::PULL_RETRY_IMMEDIATELY => PullStatus::NoMatchedMessage,
+        ResponseCode::PULL_OFFSET_MOVED => PullStatus::OffsetIllegal,
+        code => return Err(remote(code, cmd)),
+    };
+    let header: PullMessageResponseHeader = cmd
+        .header()
+        .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+    let mut messages = match status {
+        PullStatus::Found => message::decode_messages(&cmd.body, decode)
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?,
+        _ => Vec::new(),
+    };
+    if let Some(delta) = header.offset_delta {
+        for m in &mut messages {
+            m.queue_offset += delta;
+        }
+    }
+    Ok(Reply::Pulled(PullResult {
+        status,
+        next_begin_offset: header.next_begin_offset,
+        min_offset: header.min_offset,
+        max_offset: header.max_offset,
+        messages,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+//! The client driven by scripted frames and a virtual clock: no sockets.
+
+use super::*;
+use crate::protocol::body::{BrokerData, QueueData, PERM_READ, PERM_WRITE};
+use crate::protocol::frame::decode_frame;
+use crate::protocol::header::CommandHeader;
+use crate::protocol::message::{encode_stored, MessageVersion, Properties};
+
+const NS: &str = "127.0.0.1:9876";
+const BROKER: &str = "127.0.0.1:10911";
+
+struct Harness {
+    client: Client,
+    now: Instant,
+}
+
+impl Harness {
+    fn new() -> Self {
+        // Any origin will do: the client only sees instants passed in, and the test
+        // advances this one by hand.
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        Self {
+            client: Client::new(ClientConfig::default(), now, 1_732_500_000_000),
+            now,
+        }
+    }
+
+    fn outputs(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.client.poll_output(self.now)).collect()
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Output> {
+        self.client.handle_input(self.now, input);
+        self.outputs()
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Output> {
+        self.now += by;
+        self.input(Input::Timeout)
+    }
+
+    /// Answers a request frame with a response command, fed byte by byte.
+    fn respond(&mut self, conn: ConnId, response: RemotingCommand) -> Vec<Output> {
+        let frame = response.to_frame(SerializeType::RocketMq).unwrap();
+        let mut out = Vec::new();
+        for b in frame.iter() {
+            out.extend(self.input(Input::Received(conn, BytesMut::from(&[*b][..]))));
+        }
+        out
+    }
+}
+
+fn request_of(output: &Output) -> (ConnId, RemotingCommand) {
+    match output {
+        Output::Transmit { conn, data } => (
+            *conn,
+            RemotingCommand::decode(decode_frame(data.clone(), DEFAULT_MAX_FRAME_LEN).unwrap())
+                .unwrap(),
+        ),
+        other => panic!("expected a transmit, got {other:?}"),
+    }
+}
+
+fn connect_of(output: &Output) -> (ConnId, String) {
+    match output {
+        Output::Connect { conn, addr } => (*conn, addr.clone()),
+        other => panic!("expected a connect, got {other:?}"),
+    }
+}
+
+fn route() -> TopicRouteData {
+    TopicRouteData {
+        broker_datas: vec![BrokerData {
+            broker_addrs: [(0, BROKER.to_owned())].into_iter().collect(),
+            broker_name: "broker-a".into(),
+            cluster: "DefaultCluster".into(),
+            ..BrokerData::default()
+        }],
+        queue_datas: vec![QueueData {
+            broker_name: "broker-a".into(),
+            perm: PERM_READ | PERM_WRITE,
+            read_queue_nums: 4,
+            write_queue_nums: 4,
+            topic_sys_flag: 0,
+        }],
+        ..TopicRouteData::default()
+    }
+}
+
+fn ok(opaque: i32) -> RemotingCommand {
+    RemotingCommand::response(ResponseCode::SUCCESS, opaque, None)
+}
+
+#[test]
+fn route_query_round_trip() {
+    let mut h = Harness::new();
+    let call = h
+        .client
+        .call(h.now, Call::QueryRoute { topic: "T".into() }, None);
+    let out = h.outputs();
+    assert_eq!(out.len(), 1);
+    let (conn, addr) = connect_of(&out[0]);
+    assert_eq!(addr, NS);
+    let out = h.input(Input::Connected(conn));
+    let (_, req) = request_of(&out[0]);
+    assert_eq!(req.request_code(), RequestCode::GET_ROUTEINFO_BY_TOPIC);
+    assert_eq!(req.version, CLIENT_VERSION);
+    let header: GetRouteInfoRequestHeader = req.header().unwrap();
+    assert_eq!(header.topic, "T");
+    let out = h.respond(conn, ok(req.opaque).with_body(route().encode()));
+    match &out[..] {
+        [Output::Reply {
+            call: c,
+            result: Ok(Reply::Route(r)),
+        }] => {
+            assert_eq!(*c, call);
+            assert_eq!(r.master_addr("broker-a"), Some(BROKER));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.client.poll_timeout(), None, "nothing pending");
+}
+
+#[test]
+fn timed_out_request_fails_and_its_late_response_is_dropped() {
+    let mut h = Harness::new();
+    let call = h.client.call(
+        h.now,
+        Call::QueryRoute { topic: "T".into() },
+        Some(Duration::from_millis(500)),
+    );
+    let (conn, _) = connect_of(&h.outputs()[0]);
+    let (_, req) = request_of(&h.input(Input::Connected(conn))[0]);
+    assert_eq!(
+        h.client.poll_timeout(),
+        Some(h.now + Duration::from_millis(500))
+    );
+    assert!(h.advance(Duration::from_millis(499)).is_empty(), "not yet");
+    let out = h.advance(Duration::from_millis(1));
+    assert!(
+        matches!(&out[..], [Output::Reply { call: c, result: Err(ClientError::Timeout(_)) }] if *c == call),
+        "{out:?}"
+    );
+    assert!(h
+        .respond(conn, ok(req.opaque).with_body(route().encode()))
+        .is_empty());
+    assert_eq!(h.client.poll_timeout(), None);
+}
+
+#[test]
+fn send_waits_for_the_route_then_goes_to_the_master() {
+    let mut h = Harness::new();
+    let message = Message::new("T", Bytes::from(vec![b'x'; 5000]))
+        .with_tags("TagA")
+        .with_keys(["k1"]);
+    let call = h.client.call(
+        h.now,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            queue: None,
+        },
+        None,
+    );
+    let (ns, _) = connect_of(&h.outputs()[0]);
+    let (_, req) = request_of(&h.input(Input::Connected(ns))[0]);
+    let out = h.respond(ns, ok(req.opaque).with_body(route().encode()));
+    let (broker, addr) = connect_of(&out[0]);
+    assert_eq!(addr, BROKER);
+    let (_, send) = request_of(&h.input(Input::Connected(broker))[0]);
+    assert_eq!(send.request_code(), RequestCode::SEND_MESSAGE_V2);
+    let header = SendMessageRequestHeaderV2::read(&send.ext_fields)
+        .unwrap()
+        .0;
+    assert_eq!(header.topic, "T");
+    assert_eq!(header.born_timestamp, 1_732_500_000_000);
+    assert_eq!(
+        header.sys_flag,
+        CompressionType::Zlib.sys_flag(),
+        "5000 B is over the 4 KiB threshold"
+    );
+    assert_eq!(
+        &CompressionType::Zlib
+            .decompress(&send.body, 1 << 20)
+            .unwrap()[..],
+        &[b'x'; 5000][..]
+    );
+    let props = Properties::parse(header.properties.unwrap().into());
+    assert_eq!(props.get("TAGS"), Some("TagA"));
+    let uniq = props.get("UNIQ_KEY").unwrap().to_owned();
+    let response = ok(send.opaque).with_header(&SendMessageResponseHeader {
+        msg_id: "C0A8000100002A9F0000000000001234".into(),
+        queue_id: header.queue_id,
+        queue_offset: 7,
+        ..SendMessageResponseHeader::default()
+    });
+    let out = h.respond(broker, response);
+    match &out[..] {
+        [Output::Reply {
+            call: c,
+            result: Ok(Reply::Sent(r)),
+        }] => {
+            assert_eq!(*c, call);
+            assert_eq!(r.msg_id, uniq);
+            assert_eq!(r.queue_offset, 7);
+            assert_eq!(r.status, SendStatus::Ok);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pull_decodes_messages_and_a_closed_connection_fails_what_waits_on_it() {
+    let mut h = Harness::new();
+    let q = MessageQueue::new("T", "broker-a", 2);
+    let pull = |h: &mut Harness| {
+        h.client.call(
+            h.now,
+            Call::Pull {
+                group: "g".into(),
+                queue: q.clone(),
+                offset: 0,
+                max_messages: 32,
+            },
+            None,
+        )
+    };
+    let first = pull(&mut h);
+    let (ns, _) = connect_of(&h.outputs()[0]);
+    let (_, req) = request_of(&h.input(Input::Connected(ns))[0]);
+    let (broker, _) = connect_of(&h.respond(ns, ok(req.opaque).with_body(route().encode()))[0]);
+    let (_, preq) = request_of(&h.input(Input::Connected(broker))[0]);
+    let header: PullMessageRequestHeader = preq.header().unwrap();
+    assert_eq!(
+        (header.queue_id, header.queue_offset, header.max_msg_nums),
+        (2, 0, 32)
+    );
+
+    let mut body = BytesMut::new();
+    let stored = MessageExt {
+        topic: "T".into(),
+        flag: 0,
+        body: Bytes::from_static(b"hello"),
+        properties: Properties::parse("TAGS\u{1}a\u{2}".into()),
+        queue_id: 2,
+        queue_offset: 0,
+        commit_log_offset: 0,
+        sys_flag: 0,
+        born_timestamp: 1,
+        born_host: "127.0.0.1:1".parse().unwrap(),
+        store_timestamp: 2,
+        store_host: BROKER.parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body_crc: 0,
+        store_size: 0,
+        version: MessageVersion::V1,
+    };
+    encode_stored(&stored, &mut body).unwrap();
+    let response = ok(preq.opaque)
+        .with_header(&PullMessageResponseHeader {
+            next_begin_offset: 1,
+            max_offset: 1,
+            ..PullMessageResponseHeader::default()
+        })
+        .with_body(body.freeze());
+    match &h.respond(broker, response)[..] {
+        [Output::Reply {
+            call,
+            result: Ok(Reply::Pulled(r)),
+        }] => {
+            assert_eq!(*call, first);
+            assert_eq!(r.status, PullStatus::Found);
+            assert_eq!(r.next_begin_offset, 1);
+            assert_eq!(&r.messages[0].body[..], b"hello");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The route is cached now: the next pull goes straight to the open connection.
+    let second = pull(&mut h);
+    let (conn, _) = request_of(&h.outputs()[0]);
+    assert_eq!(conn, broker);
+    let out = h.input(Input::Closed(broker));
+    assert!(
+        matches!(&out[..], [Output::Reply { call, result: Err(ClientError::ConnectionClosed { .. }) }] if *call == second),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn server_requests_are_answered_and_bad_frames_close_only_their_connection() {
+    let mut h = Harness::new();
+    let call = h
+        .client
+        .call(h.now, Call::QueryRoute { topic: "T".into() }, None);
+    let (conn, _) = connect_of(&h.outputs()[0]);
+    h.input(Input::Connected(conn));
+
+    let unknown = RemotingCommand::request(RequestCode::Unknown(9999), 77);
+    let (_, answer) = request_of(&h.respond(conn, unknown)[0]);
+    assert!(answer.is_response());
+    assert_eq!(answer.opaque, 77);
+    assert_eq!(
+        answer.response_code(),
+        ResponseCode::REQUEST_CODE_NOT_SUPPORTED
+    );
+    let oneway =
+        RemotingCommand::request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED, 78).with_oneway();
+    assert!(h.respond(conn, oneway).is_empty());
+
+    let mut garbage = BytesMut::new();
+    garbage.extend_from_slice(&(-5i32).to_be_bytes());
+    let out = h.input(Input::Received(conn, garbage));
+    assert!(matches!(out[0], Output::Close(c) if c == conn), "{out:?}");
+    assert!(
+        matches!(&out[1], Output::Reply { call: c, result: Err(ClientError::ConnectionClosed { .. }) } if *c == call),
+        "{out:?}"
+    );
+    assert!(h.client.connections().is_empty());
+}
+
+#[test]
+fn frames_wait_for_the_connection_and_go_out_in_order() {
+    let mut h = Harness::new();
+    let a = h
+        .client
+        .call(h.now, Call::QueryRoute { topic: "A".into() }, None);
+    let b = h
+        .client
+        .call(h.now, Call::QueryRoute { topic: "B".into() }, None);
+    let out = h.outputs();
+    assert_eq!(out.len(), 1, "one connection for both: {out:?}");
+    let (conn, _) = connect_of(&out[0]);
+    let out = h.input(Input::Connected(conn));
+    let topics: Vec<String> = out
+        .iter()
+        .map(|o| {
+            request_of(o)
+                .1
+                .header::<GetRouteInfoRequestHeader>()
+                .unwrap()
+                .topic
+        })
+        .collect();
+    assert_eq!(topics, ["A", "B"]);
+    assert!(
+        h.input(Input::ConnectFailed(ConnId(999), "nobody".into()))
+            .is_empty(),
+        "unknown connection"
+    );
+    let out = h.input(Input::Closed(conn));
+    let failed: Vec<CallId> = out
+        .iter()
+        .map(|o| match o {
+            Output::Reply {
+                call,
+                result: Err(ClientError::ConnectionClosed { .. }),
+            } => *call,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(failed, [a, b]);
+}
+
+#[test]
+fn a_failed_connect_fails_the_calls_waiting_for_it() {
+    let mut h = Harness::new();
+    let message = Message::new("T", &b"x"[..]);
+    let call = h.client.call(
+        h.now,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            queue: None,
+        },
+        None,
+    );
+    let (ns, _) = connect_of(&h.outputs()[0]);
+    let out = h.input(Input::ConnectFailed(ns, "refused".into()));
+    assert!(
+        matches!(&out[..], [Output::Reply { call: c, result: Err(ClientError::ConnectFailed { reason, .. }) }] if *c == call && reason == "refused"),
+        "{out:?}"
+    );
+    assert_eq!(h.client.poll_timeout(), None);
+}
