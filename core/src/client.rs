@@ -31,7 +31,7 @@ use crate::protocol::command::{RemotingCommand, CLIENT_VERSION};
 use crate::protocol::compress::CompressionType;
 use crate::protocol::frame::{SerializeType, DEFAULT_MAX_FRAME_LEN};
 use crate::protocol::header::{
-    GetRouteInfoRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    pull_flag, GetRouteInfoRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
 };
 use crate::protocol::message::{
@@ -133,6 +133,38 @@ pub enum Reply {
     Sent(SendResult),
     /// What a pull found.
     Pulled(PullResult),
+}
+
+impl Reply {
+    /// The route, from a [`Call::QueryRoute`] reply.
+    pub fn into_route(self) -> Result<TopicRouteData, ClientError> {
+        match self {
+            Self::Route(r) => Ok(r),
+            other => Err(ClientError::BadResponse(format!(
+                "expected a route, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The send result, from a [`Call::Send`] reply.
+    pub fn into_sent(self) -> Result<SendResult, ClientError> {
+        match self {
+            Self::Sent(r) => Ok(r),
+            other => Err(ClientError::BadResponse(format!(
+                "expected a send result, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The pull result, from a [`Call::Pull`] reply.
+    pub fn into_pulled(self) -> Result<PullResult, ClientError> {
+        match self {
+            Self::Pulled(r) => Ok(r),
+            other => Err(ClientError::BadResponse(format!(
+                "expected a pull result, got {other:?}"
+            ))),
+        }
+    }
 }
 
 /// How the broker stored a sent message.
@@ -527,7 +559,8 @@ impl Client {
                     queue_id: queue.queue_id,
                     queue_offset: offset,
                     max_msg_nums: max_messages,
-                    sys_flag: 0,
+                    // Carry the subscription: a one-off pull has no heartbeat behind it.
+                    sys_flag: pull_flag::SUBSCRIPTION,
                     commit_offset: 0,
                     suspend_timeout_millis: 0,
                     subscription: Some("*".into()),

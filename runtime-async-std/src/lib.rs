@@ -1,8 +1,312 @@
-//! Apache RocketMQ client on the `async-std` runtime.
+//! Apache RocketMQ client for async-std and smol.
 //!
-//! A thin adapter: it moves bytes, timers and user callbacks between sockets and
-//! the sans-IO state machine in `rocketmq-core`. It holds no RocketMQ logic of its own.
-//! The driving loop arrives with the first round trip; until then this crate only
-//! re-exports the core.
+//! Built on the crates both runtimes run on (async-io, async-net, futures-lite),
+//! so it works the same under either, or any executor: the client's futures only
+//! wait on channels. A thin adapter: one driver thread runs the sans-IO
+//! [`rocketmq_core::Client`] on async-io's reactor with a local executor for its
+//! connection tasks, and loops over a user call, a connection event or the core's
+//! next deadline. All RocketMQ logic lives in the core.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rocketmq_async_std::ClientError> {
+//! use rocketmq_async_std::{Client, ClientConfig, Message};
+//!
+//! let client = Client::start(ClientConfig {
+//!     name_servers: vec!["127.0.0.1:9876".into()],
+//!     ..ClientConfig::default()
+//! });
+//! let sent = client.send("my-producer-group", Message::new("orders", "hello")).await?;
+//! println!("stored at {} offset {}", sent.queue, sent.queue_offset);
+//! client.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use async_executor::{LocalExecutor, Task};
+use async_io::Timer;
+use async_net::TcpStream;
+use bytes::{Bytes, BytesMut};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use rocketmq_core::protocol::body::TopicRouteData;
+use rocketmq_core::protocol::MessageQueue;
+use rocketmq_core::{Call, CallId, ConnId, Input, Output, Reply};
 
 pub use rocketmq_core as core;
+pub use rocketmq_core::protocol::message::{Message, MessageExt};
+pub use rocketmq_core::{
+    ClientConfig, ClientError, PullResult, PullStatus, SendResult, SendStatus,
+};
+
+/// Size of each socket read.
+const READ_CHUNK: usize = 64 * 1024;
+
+type ReplyTx = Sender<Result<Reply, ClientError>>;
+
+/// What a handle asks of the driver.
+#[derive(Debug)]
+enum Request {
+    Call(Call, Option<Duration>, ReplyTx),
+    Shutdown(Sender<()>),
+}
+
+/// A handle to a running client. Cheap to clone; every clone talks to the same
+/// connections.
+#[derive(Clone, Debug)]
+pub struct Client {
+    requests: Sender<Request>,
+}
+
+impl Client {
+    /// Starts a client on its own driver thread.
+    pub fn start(mut config: ClientConfig) -> Self {
+        config.pid = std::process::id();
+        config.id_salt = salt();
+        let (requests, rx) = async_channel::unbounded();
+        let spawned = std::thread::Builder::new()
+            .name("rocketmq-driver".into())
+            .spawn(move || {
+                let ex = LocalExecutor::new();
+                async_io::block_on(ex.run(drive(&ex, config, rx)));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the driver thread");
+        }
+        Self { requests }
+    }
+
+    /// Runs a call and waits for its reply.
+    pub async fn call(&self, call: Call, timeout: Option<Duration>) -> Result<Reply, ClientError> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.requests
+            .send(Request::Call(call, timeout, tx))
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        rx.recv().await.map_err(|_| ClientError::Shutdown)?
+    }
+
+    /// A topic's route, from the name server.
+    pub async fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
+        self.call(
+            Call::QueryRoute {
+                topic: topic.into(),
+            },
+            None,
+        )
+        .await?
+        .into_route()
+    }
+
+    /// Sends a message to the next writable queue of its topic.
+    pub async fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
+        let call = Call::Send {
+            group: group.into(),
+            message,
+            queue: None,
+        };
+        self.call(call, None).await?.into_sent()
+    }
+
+    /// Sends a message to the given queue.
+    pub async fn send_to(
+        &self,
+        group: &str,
+        message: Message,
+        queue: MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        let call = Call::Send {
+            group: group.into(),
+            message,
+            queue: Some(queue),
+        };
+        self.call(call, None).await?.into_sent()
+    }
+
+    /// Pulls up to `max_messages` from `queue` starting at `offset`, once.
+    pub async fn pull(
+        &self,
+        group: &str,
+        queue: MessageQueue,
+        offset: i64,
+        max_messages: i32,
+    ) -> Result<PullResult, ClientError> {
+        let call = Call::Pull {
+            group: group.into(),
+            queue,
+            offset,
+            max_messages,
+        };
+        self.call(call, None).await?.into_pulled()
+    }
+
+    /// Closes every connection and stops the driver. Calls still waiting fail
+    /// with [`ClientError::Shutdown`].
+    pub async fn shutdown(&self) {
+        let (tx, rx) = async_channel::bounded(1);
+        if self.requests.send(Request::Shutdown(tx)).await.is_ok() {
+            let _ = rx.recv().await;
+        }
+    }
+}
+
+/// A per-process random value for message ids, from the standard library's
+/// randomly seeded hasher.
+fn salt() -> i32 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as i32
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A connection task and the channel to its writer. Dropping it cancels the task.
+struct Conn {
+    writer: Sender<Bytes>,
+    _task: Task<()>,
+}
+
+/// What woke the driver.
+enum Wake {
+    Request(Option<Request>),
+    Event(Input),
+    Deadline,
+}
+
+/// The driver: the only owner of the core.
+async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<Request>) {
+    let mut core = rocketmq_core::Client::new(config, Instant::now(), wall_clock_ms());
+    let (events_tx, events) = async_channel::unbounded::<Input>();
+    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
+    let mut pending: HashMap<CallId, ReplyTx> = HashMap::new();
+    let mut shutdown = None;
+    loop {
+        while let Some(output) = core.poll_output(Instant::now()) {
+            match output {
+                Output::Connect { conn, addr } => {
+                    let (writer, frames) = async_channel::unbounded();
+                    let task = ex.spawn(connection(conn, addr, frames, events_tx.clone()));
+                    conns.insert(
+                        conn,
+                        Conn {
+                            writer,
+                            _task: task,
+                        },
+                    );
+                }
+                Output::Transmit { conn, data } => {
+                    if let Some(c) = conns.get(&conn) {
+                        let _ = c.writer.try_send(data);
+                    }
+                }
+                Output::Close(conn) => {
+                    conns.remove(&conn);
+                }
+                Output::Reply { call, result } => {
+                    if let Some(tx) = pending.remove(&call) {
+                        let _ = tx.try_send(result);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if shutdown.is_some() {
+            break;
+        }
+        let deadline = core.poll_timeout();
+        let wake = future::or(
+            async { Wake::Request(requests.recv().await.ok()) },
+            future::or(
+                async {
+                    match events.recv().await {
+                        Ok(event) => Wake::Event(event),
+                        Err(_) => future::pending().await,
+                    }
+                },
+                async {
+                    match deadline {
+                        Some(d) => {
+                            Timer::at(d).await;
+                            Wake::Deadline
+                        }
+                        None => future::pending().await,
+                    }
+                },
+            ),
+        )
+        .await;
+        let now = Instant::now();
+        match wake {
+            Wake::Request(Some(Request::Call(call, timeout, tx))) => {
+                let id = core.call(now, call, timeout);
+                pending.insert(id, tx);
+            }
+            Wake::Request(Some(Request::Shutdown(tx))) => shutdown = Some(Some(tx)),
+            Wake::Request(None) => shutdown = Some(None),
+            Wake::Event(event) => {
+                if let Input::Closed(conn) | Input::ConnectFailed(conn, _) = &event {
+                    conns.remove(conn);
+                }
+                core.handle_input(now, event);
+            }
+            Wake::Deadline => core.handle_input(now, Input::Timeout),
+        }
+    }
+    conns.clear();
+    for (_, tx) in pending.drain() {
+        let _ = tx.try_send(Err(ClientError::Shutdown));
+    }
+    if let Some(Some(tx)) = shutdown {
+        let _ = tx.try_send(());
+    }
+}
+
+/// One connection: connect, then copy socket bytes to the driver and the
+/// driver's frames to the socket until either side ends.
+async fn connection(conn: ConnId, addr: String, frames: Receiver<Bytes>, events: Sender<Input>) {
+    let stream = match TcpStream::connect(addr.as_str()).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = events.send(Input::ConnectFailed(conn, e.to_string())).await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = events.send(Input::Connected(conn)).await;
+    let mut reader = stream.clone();
+    let mut writer = stream;
+    let read = async {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                // Safe Rust cannot read into uninitialised memory: copy what arrived
+                // rather than zero a fresh buffer for every read.
+                Ok(n) => {
+                    if events
+                        .send(Input::Received(conn, BytesMut::from(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let write = async {
+        while let Ok(frame) = frames.recv().await {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    };
+    future::or(read, write).await;
+    let _ = events.send(Input::Closed(conn)).await;
+}

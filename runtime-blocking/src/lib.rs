@@ -1,8 +1,335 @@
-//! Apache RocketMQ client on the `blocking` runtime.
+//! Apache RocketMQ client on std threads and blocking sockets.
 //!
-//! A thin adapter: it moves bytes, timers and user callbacks between sockets and
-//! the sans-IO state machine in `rocketmq-core`. It holds no RocketMQ logic of its own.
-//! The driving loop arrives with the first round trip; until then this crate only
-//! re-exports the core.
+//! A thin adapter: one driver thread owns the sans-IO [`rocketmq_core::Client`]
+//! and waits on one channel for a user call, an event from a connection thread,
+//! or the core's next deadline; it feeds each into the core and carries out what
+//! the core asks. Each connection has a reader and a writer thread. All RocketMQ
+//! logic lives in the core.
+//!
+//! ```no_run
+//! use rocketmq_blocking::{Client, ClientConfig, Message};
+//!
+//! let client = Client::start(ClientConfig {
+//!     name_servers: vec!["127.0.0.1:9876".into()],
+//!     ..ClientConfig::default()
+//! });
+//! let sent = client.send("my-producer-group", Message::new("orders", "hello"))?;
+//! println!("stored at {} offset {}", sent.queue, sent.queue_offset);
+//! client.shutdown();
+//! # Ok::<(), rocketmq_blocking::ClientError>(())
+//! ```
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rocketmq_core::protocol::body::TopicRouteData;
+use rocketmq_core::protocol::MessageQueue;
+use rocketmq_core::{Call, CallId, ConnId, Input, Output, Reply};
 
 pub use rocketmq_core as core;
+pub use rocketmq_core::protocol::message::{Message, MessageExt};
+pub use rocketmq_core::{
+    ClientConfig, ClientError, PullResult, PullStatus, SendResult, SendStatus,
+};
+
+/// Size of each socket read.
+const READ_CHUNK: usize = 64 * 1024;
+/// How long a connect may take (Java's 3 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+type ReplyTx = mpsc::SyncSender<Result<Reply, ClientError>>;
+
+/// Everything the driver thread waits for, on one channel.
+enum Event {
+    Call(Call, Option<Duration>, ReplyTx),
+    Input(Input),
+    Shutdown(mpsc::SyncSender<()>),
+}
+
+/// A handle to a running client. Cheap to clone; every clone talks to the same
+/// connections.
+#[derive(Clone, Debug)]
+pub struct Client {
+    events: mpsc::Sender<Event>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Call(call, ..) => write!(f, "Call({call:?})"),
+            Self::Input(input) => write!(f, "Input({input:?})"),
+            Self::Shutdown(_) => write!(f, "Shutdown"),
+        }
+    }
+}
+
+impl Client {
+    /// Starts a client on its own driver thread.
+    pub fn start(mut config: ClientConfig) -> Self {
+        config.pid = std::process::id();
+        config.id_salt = salt();
+        let (events, rx) = mpsc::channel();
+        let own = events.clone();
+        thread::Builder::new()
+            .name("rocketmq-driver".into())
+            .spawn(move || drive(config, rx, own))
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the driver thread"));
+        Self { events }
+    }
+
+    /// Runs a call and waits for its reply.
+    pub fn call(&self, call: Call, timeout: Option<Duration>) -> Result<Reply, ClientError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.events
+            .send(Event::Call(call, timeout, tx))
+            .map_err(|_| ClientError::Shutdown)?;
+        rx.recv().map_err(|_| ClientError::Shutdown)?
+    }
+
+    /// A topic's route, from the name server.
+    pub fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
+        self.call(
+            Call::QueryRoute {
+                topic: topic.into(),
+            },
+            None,
+        )?
+        .into_route()
+    }
+
+    /// Sends a message to the next writable queue of its topic.
+    pub fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
+        let call = Call::Send {
+            group: group.into(),
+            message,
+            queue: None,
+        };
+        self.call(call, None)?.into_sent()
+    }
+
+    /// Sends a message to the given queue.
+    pub fn send_to(
+        &self,
+        group: &str,
+        message: Message,
+        queue: MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        let call = Call::Send {
+            group: group.into(),
+            message,
+            queue: Some(queue),
+        };
+        self.call(call, None)?.into_sent()
+    }
+
+    /// Pulls up to `max_messages` from `queue` starting at `offset`, once.
+    pub fn pull(
+        &self,
+        group: &str,
+        queue: MessageQueue,
+        offset: i64,
+        max_messages: i32,
+    ) -> Result<PullResult, ClientError> {
+        let call = Call::Pull {
+            group: group.into(),
+            queue,
+            offset,
+            max_messages,
+        };
+        self.call(call, None)?.into_pulled()
+    }
+
+    /// Closes every connection and stops the driver thread. Calls still waiting
+    /// fail with [`ClientError::Shutdown`].
+    pub fn shutdown(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.events.send(Event::Shutdown(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+/// A per-process random value for message ids, from the standard library's
+/// randomly seeded hasher.
+fn salt() -> i32 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as i32
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A connection, as the driver sees it: the channel to its writer thread.
+/// Dropping it ends the writer, which shuts the socket down, which ends the reader.
+struct Conn {
+    writer: mpsc::Sender<Bytes>,
+}
+
+/// The driver: the only owner of the core.
+fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<Event>) {
+    let mut core = rocketmq_core::Client::new(config, Instant::now(), wall_clock_ms());
+    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
+    let mut pending: HashMap<CallId, ReplyTx> = HashMap::new();
+    let mut shutdown = None;
+    loop {
+        while let Some(output) = core.poll_output(Instant::now()) {
+            match output {
+                Output::Connect { conn, addr } => {
+                    let (writer, frames) = mpsc::channel();
+                    conns.insert(conn, Conn { writer });
+                    let events = own.clone();
+                    let spawned = thread::Builder::new()
+                        .name(format!("rocketmq-{conn}"))
+                        .spawn(move || connection(conn, &addr, frames, &events));
+                    if let Err(e) = spawned {
+                        core.handle_input(
+                            Instant::now(),
+                            Input::ConnectFailed(conn, e.to_string()),
+                        );
+                    }
+                }
+                Output::Transmit { conn, data } => {
+                    if let Some(c) = conns.get(&conn) {
+                        let _ = c.writer.send(data);
+                    }
+                }
+                Output::Close(conn) => {
+                    conns.remove(&conn);
+                }
+                Output::Reply { call, result } => {
+                    if let Some(tx) = pending.remove(&call) {
+                        let _ = tx.send(result);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if shutdown.is_some() {
+            break;
+        }
+        let event = match core.poll_timeout() {
+            Some(deadline) => {
+                match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(event) => Some(event),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            None => match events.recv() {
+                Ok(event) => Some(event),
+                Err(_) => break,
+            },
+        };
+        let now = Instant::now();
+        match event {
+            None => core.handle_input(now, Input::Timeout),
+            Some(Event::Call(call, timeout, tx)) => {
+                let id = core.call(now, call, timeout);
+                pending.insert(id, tx);
+            }
+            Some(Event::Shutdown(tx)) => shutdown = Some(tx),
+            Some(Event::Input(input)) => {
+                match &input {
+                    Input::Closed(conn) | Input::ConnectFailed(conn, _) => {
+                        conns.remove(conn);
+                    }
+                    _ => {}
+                }
+                core.handle_input(now, input);
+            }
+        }
+    }
+    conns.clear();
+    for (_, tx) in pending.drain() {
+        let _ = tx.send(Err(ClientError::Shutdown));
+    }
+    if let Some(tx) = shutdown {
+        let _ = tx.send(());
+    }
+}
+
+/// One connection: connect, then read on this thread while a writer thread
+/// sends the driver's frames, until either side ends.
+fn connection(
+    conn: ConnId,
+    addr: &str,
+    frames: mpsc::Receiver<Bytes>,
+    events: &mpsc::Sender<Event>,
+) {
+    let stream = match connect(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = events.send(Event::Input(Input::ConnectFailed(conn, e.to_string())));
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = events.send(Event::Input(Input::ConnectFailed(conn, e.to_string())));
+            return;
+        }
+    };
+    let spawned = thread::Builder::new()
+        .name(format!("rocketmq-{conn}-w"))
+        .spawn(move || {
+            let mut writer = writer;
+            while let Ok(frame) = frames.recv() {
+                if writer.write_all(&frame).is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown(Shutdown::Both);
+        });
+    if let Err(e) = spawned {
+        let _ = events.send(Event::Input(Input::ConnectFailed(conn, e.to_string())));
+        return;
+    }
+    let _ = events.send(Event::Input(Input::Connected(conn)));
+    let mut reader = stream;
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                // Safe Rust cannot read into uninitialised memory: copy what arrived
+                // rather than zero a fresh buffer for every read.
+                let data = BytesMut::from(&buf[..n]);
+                if events
+                    .send(Event::Input(Input::Received(conn, data)))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = reader.shutdown(Shutdown::Both);
+    let _ = events.send(Event::Input(Input::Closed(conn)));
+}
+
+fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{addr} resolves to nothing"),
+    );
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}

@@ -1,8 +1,287 @@
-//! Apache RocketMQ client on the `tokio` runtime.
+//! Apache RocketMQ client on tokio.
 //!
-//! A thin adapter: it moves bytes, timers and user callbacks between sockets and
-//! the sans-IO state machine in `rocketmq-core`. It holds no RocketMQ logic of its own.
-//! The driving loop arrives with the first round trip; until then this crate only
-//! re-exports the core.
+//! A thin adapter: one driver task owns the sans-IO [`rocketmq_core::Client`] and
+//! loops over four things: a user call, an event from a connection task, the
+//! core's next deadline, or shutdown. It feeds each into the core and carries out
+//! what the core asks (connect, transmit, close, complete a call). All RocketMQ
+//! logic lives in the core.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use rocketmq_tokio::{Client, ClientConfig, Message};
+//!
+//! let client = Client::start(ClientConfig {
+//!     name_servers: vec!["127.0.0.1:9876".into()],
+//!     ..ClientConfig::default()
+//! });
+//! let sent = client.send("my-producer-group", Message::new("orders", "hello")).await?;
+//! println!("stored at {} offset {}", sent.queue, sent.queue_offset);
+//! client.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rocketmq_core::protocol::body::TopicRouteData;
+use rocketmq_core::protocol::MessageQueue;
+use rocketmq_core::{Call, CallId, ConnId, Input, Output, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub use rocketmq_core as core;
+pub use rocketmq_core::protocol::message::{Message, MessageExt};
+pub use rocketmq_core::{
+    ClientConfig, ClientError, PullResult, PullStatus, SendResult, SendStatus,
+};
+
+/// Size of each socket read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A handle to a running client. Cheap to clone; every clone talks to the same
+/// connections.
+#[derive(Clone, Debug)]
+pub struct Client {
+    calls: mpsc::UnboundedSender<Request>,
+}
+
+/// What a handle asks of the driver.
+#[derive(Debug)]
+enum Request {
+    Call(
+        Call,
+        Option<Duration>,
+        oneshot::Sender<Result<Reply, ClientError>>,
+    ),
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl Client {
+    /// Starts a client on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn start(mut config: ClientConfig) -> Self {
+        config.pid = std::process::id();
+        config.id_salt = salt();
+        let (calls, rx) = mpsc::unbounded_channel();
+        tokio::spawn(drive(config, rx));
+        Self { calls }
+    }
+
+    /// Runs a call and waits for its reply.
+    pub async fn call(&self, call: Call, timeout: Option<Duration>) -> Result<Reply, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Request::Call(call, timeout, tx))
+            .map_err(|_| ClientError::Shutdown)?;
+        rx.await.map_err(|_| ClientError::Shutdown)?
+    }
+
+    /// A topic's route, from the name server.
+    pub async fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
+        self.call(
+            Call::QueryRoute {
+                topic: topic.into(),
+            },
+            None,
+        )
+        .await?
+        .into_route()
+    }
+
+    /// Sends a message to the next writable queue of its topic.
+    pub async fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
+        let call = Call::Send {
+            group: group.into(),
+            message,
+            queue: None,
+        };
+        self.call(call, None).await?.into_sent()
+    }
+
+    /// Sends a message to the given queue.
+    pub async fn send_to(
+        &self,
+        group: &str,
+        message: Message,
+        queue: MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        let call = Call::Send {
+            group: group.into(),
+            message,
+            queue: Some(queue),
+        };
+        self.call(call, None).await?.into_sent()
+    }
+
+    /// Pulls up to `max_messages` from `queue` starting at `offset`, once.
+    pub async fn pull(
+        &self,
+        group: &str,
+        queue: MessageQueue,
+        offset: i64,
+        max_messages: i32,
+    ) -> Result<PullResult, ClientError> {
+        let call = Call::Pull {
+            group: group.into(),
+            queue,
+            offset,
+            max_messages,
+        };
+        self.call(call, None).await?.into_pulled()
+    }
+
+    /// Closes every connection and stops the driver. Calls still waiting fail
+    /// with [`ClientError::Shutdown`].
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.calls.send(Request::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// A per-process random value for message ids, from the standard library's
+/// randomly seeded hasher.
+fn salt() -> i32 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as i32
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A connection task and the channel to its writer.
+struct Conn {
+    writer: mpsc::UnboundedSender<Bytes>,
+    task: JoinHandle<()>,
+}
+
+/// The driver: the only owner of the core.
+async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let mut core = rocketmq_core::Client::new(config, Instant::now().into_std(), wall_clock_ms());
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Input>();
+    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
+    let mut pending: HashMap<CallId, oneshot::Sender<Result<Reply, ClientError>>> = HashMap::new();
+    let mut shutdown = None;
+    loop {
+        while let Some(output) = core.poll_output(Instant::now().into_std()) {
+            match output {
+                Output::Connect { conn, addr } => {
+                    let (writer, rx) = mpsc::unbounded_channel();
+                    let task = tokio::spawn(connection(conn, addr, rx, events_tx.clone()));
+                    conns.insert(conn, Conn { writer, task });
+                }
+                Output::Transmit { conn, data } => {
+                    if let Some(c) = conns.get(&conn) {
+                        let _ = c.writer.send(data);
+                    }
+                }
+                Output::Close(conn) => {
+                    if let Some(c) = conns.remove(&conn) {
+                        c.task.abort();
+                    }
+                }
+                Output::Reply { call, result } => {
+                    if let Some(tx) = pending.remove(&call) {
+                        let _ = tx.send(result);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if shutdown.is_some() {
+            break;
+        }
+        let deadline = core.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            request = requests.recv() => match request {
+                Some(Request::Call(call, timeout, tx)) => {
+                    let id = core.call(Instant::now().into_std(), call, timeout);
+                    pending.insert(id, tx);
+                }
+                Some(Request::Shutdown(tx)) => shutdown = Some(Some(tx)),
+                None => shutdown = Some(None),
+            },
+            Some(event) = events.recv() => {
+                if let Input::Closed(conn) | Input::ConnectFailed(conn, _) = &event {
+                    conns.remove(conn);
+                }
+                core.handle_input(Instant::now().into_std(), event);
+            }
+            () = sleep_until(deadline) => core.handle_input(Instant::now().into_std(), Input::Timeout),
+        }
+    }
+    for (_, c) in conns.drain() {
+        c.task.abort();
+    }
+    for (_, tx) in pending.drain() {
+        let _ = tx.send(Err(ClientError::Shutdown));
+    }
+    if let Some(Some(tx)) = shutdown {
+        let _ = tx.send(());
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One connection: connect, then copy socket bytes to the driver and the
+/// driver's frames to the socket until either side ends.
+async fn connection(
+    conn: ConnId,
+    addr: String,
+    mut frames: mpsc::UnboundedReceiver<Bytes>,
+    events: mpsc::UnboundedSender<Input>,
+) {
+    let stream = match TcpStream::connect(&addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = events.send(Input::ConnectFailed(conn, e.to_string()));
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = events.send(Input::Connected(conn));
+    let (mut reader, mut writer) = stream.into_split();
+    let read = async {
+        loop {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if events.send(Input::Received(conn, buf)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let write = async {
+        while let Some(frame) = frames.recv().await {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = read => {}
+        () = write => {}
+    }
+    let _ = events.send(Input::Closed(conn));
+}

@@ -8,6 +8,21 @@
 
 use super::command::ExtFields;
 
+/// Bits of [`PullMessageRequestHeader::sys_flag`] (`PullSysFlag.java`).
+pub mod pull_flag {
+    /// The broker may commit `commitOffset` for the group.
+    pub const COMMIT_OFFSET: i32 = 0x1;
+    /// The broker may hold the request until messages arrive (long polling).
+    pub const SUSPEND: i32 = 0x2;
+    /// The header carries the subscription; without it the broker uses the one the
+    /// group registered by heartbeat.
+    pub const SUBSCRIPTION: i32 = 0x4;
+    /// Legacy class filter.
+    pub const CLASS_FILTER: i32 = 0x8;
+    /// A lite pull consumer's pull.
+    pub const LITE_PULL: i32 = 0x10;
+}
+
 /// Why ext fields do not form the expected header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
