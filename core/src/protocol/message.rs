@@ -110,6 +110,10 @@ pub struct DecodeOptions {
     pub verify_crc: bool,
     /// Largest body accepted after decompression.
     pub max_body_len: usize,
+    /// Expand inner batches into their messages (default true, as Java's
+    /// `PullAPIWrapper`). A batch whose body stays compressed (with `decompress`
+    /// off) is never expanded.
+    pub unwrap_inner_batches: bool,
 }
 
 impl Default for DecodeOptions {
@@ -118,6 +122,7 @@ impl Default for DecodeOptions {
             decompress: true,
             verify_crc: false,
             max_body_len: DEFAULT_MAX_DECOMPRESSED_LEN,
+            unwrap_inner_batches: true,
         }
     }
 }
@@ -490,9 +495,10 @@ pub fn decode_messages(
     while pos < body.len() {
         let (msg, next) = decode_record(body, pos, opts)?;
         pos = next;
-        if msg.sys_flag & (sys_flag::INNER_BATCH | sys_flag::NEED_UNWRAP)
-            == sys_flag::INNER_BATCH | sys_flag::NEED_UNWRAP
-        {
+        let inner_batch = msg.sys_flag & (sys_flag::INNER_BATCH | sys_flag::NEED_UNWRAP)
+            == sys_flag::INNER_BATCH | sys_flag::NEED_UNWRAP;
+        let still_compressed = msg.sys_flag & sys_flag::COMPRESSED != 0 && !opts.decompress;
+        if inner_batch && opts.unwrap_inner_batches && !still_compressed {
             unwrap_inner_batch(&msg, pos - msg_len(&msg), &mut out)?;
         } else {
             out.push(msg);
