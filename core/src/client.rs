@@ -39,6 +39,9 @@ use crate::protocol::message::{
 };
 use crate::protocol::MessageQueue;
 
+/// Largest body a producer sends (Java's `maxMessageSize`, 4 MiB).
+pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
 /// Identifies a user call. Chosen by the core when the call starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId(pub u64);
@@ -350,7 +353,10 @@ impl Client {
         self.next_call += 1;
         let id = CallId(self.next_call);
         let timeout = timeout.unwrap_or(self.config.request_timeout);
-        self.dispatch(now, id, call, now + timeout, timeout);
+        match validate(&call) {
+            Ok(()) => self.dispatch(now, id, call, now + timeout, timeout),
+            Err(e) => self.reply(id, Err(e)),
+        }
         id
     }
 
@@ -896,6 +902,22 @@ impl Client {
     pub fn connection_addr(&self, conn: ConnId) -> Option<&str> {
         self.conns.addr(conn)
     }
+}
+
+/// Checks a call before anything goes out.
+fn validate(call: &Call) -> Result<(), ClientError> {
+    if let Call::Send { message, .. } = call {
+        // The broker fails on an empty body (Java reads it as null), and the Java
+        // client refuses one, as it refuses bodies over its 4 MiB maximum.
+        if message.body.is_empty() || message.body.len() > MAX_MESSAGE_SIZE {
+            let why = format!(
+                "body of {} bytes (must be 1..={MAX_MESSAGE_SIZE})",
+                message.body.len()
+            );
+            return Err(ClientError::InvalidMessage(why));
+        }
+    }
+    Ok(())
 }
 
 fn remote(code: ResponseCode, cmd: &RemotingCommand) -> ClientError {

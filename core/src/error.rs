@@ -44,6 +44,9 @@ pub enum ClientError {
     /// The request could not be encoded (e.g. larger than a frame).
     #[error("cannot encode request: {0}")]
     Encode(String),
+    /// The message breaks a rule the broker enforces (checked before sending).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
     /// The client is shut down.
     #[error("client is shut down")]
     Shutdown,

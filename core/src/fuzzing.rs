@@ -92,7 +92,11 @@ pub fn message_batch(data: &[u8]) {
         let mut out = BytesMut::new();
         for m in &msgs {
             for (name, value) in m.properties.to_map() {
-                assert_eq!(m.properties.get(&name), Some(value.as_str()), "lookup disagrees with parse");
+                assert_eq!(
+                    m.properties.get(&name),
+                    Some(value.as_str()),
+                    "lookup disagrees with parse"
+                );
             }
             if message::encode_stored(m, &mut out).is_err() {
                 panic!("a decoded message does not re-encode");

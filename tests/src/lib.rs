@@ -3,3 +3,14 @@
 //!
 //! The protocol-level tests that need no broker live beside the code in
 //! `rocketmq-core`; this crate grows as the client does.
+//!
+//! * [`harness`]: a real Apache RocketMQ NameServer and brokers on 127.0.0.1,
+//!   resolved from Maven Central and run under a watchdog.
+//! * [`conformance`]: the checks every runtime adapter must pass against the real
+//!   broker, written once over a [`conformance::Runtime`].
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod conformance;
+pub mod harness;

@@ -365,6 +365,27 @@ fn frames_wait_for_the_connection_and_go_out_in_order() {
 }
 
 #[test]
+fn empty_and_oversized_bodies_are_refused_before_anything_is_sent() {
+    let mut h = Harness::new();
+    for body in [Bytes::new(), Bytes::from(vec![0u8; MAX_MESSAGE_SIZE + 1])] {
+        let call = h.client.call(
+            h.now,
+            Call::Send {
+                group: "pg".into(),
+                message: Message::new("T", body),
+                queue: None,
+            },
+            None,
+        );
+        let out = h.outputs();
+        assert!(
+            matches!(&out[..], [Output::Reply { call: c, result: Err(ClientError::InvalidMessage(_)) }] if *c == call),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
 fn a_failed_connect_fails_the_calls_waiting_for_it() {
     let mut h = Harness::new();
     let message = Message::new("T", &b"x"[..]);

@@ -1,0 +1,478 @@
+//! The conformance suite: one body of checks, run against the real broker on every
+//! runtime. Each runtime's client is wrapped in a [`Runtime`] that exposes the same
+//! blocking calls, so a check is written once and means the same on all of them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rocketmq_core::protocol::body::TopicRouteData;
+use rocketmq_core::protocol::message::{property, Message, MessageExt};
+use rocketmq_core::protocol::MessageQueue;
+use rocketmq_core::{ClientConfig, ClientError, PullResult, PullStatus, SendResult, SendStatus};
+
+/// A runtime's client behind the calls the suite makes.
+pub trait Runtime: Sized {
+    /// Name for test output.
+    const NAME: &'static str;
+    /// Starts a client.
+    fn start(config: ClientConfig) -> Self;
+    /// A topic's route.
+    fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError>;
+    /// Sends to the next writable queue.
+    fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError>;
+    /// Pulls once.
+    fn pull(
+        &self,
+        group: &str,
+        queue: MessageQueue,
+        offset: i64,
+        max: i32,
+    ) -> Result<PullResult, ClientError>;
+    /// Stops the client.
+    fn shutdown(self);
+}
+
+/// The tokio adapter, on a runtime of its own.
+pub struct Tokio {
+    rt: tokio::runtime::Runtime,
+    client: rocketmq_tokio::Client,
+}
+
+impl Runtime for Tokio {
+    const NAME: &'static str = "tokio";
+    fn start(config: ClientConfig) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let client = rt.block_on(async { rocketmq_tokio::Client::start(config) });
+        Self { rt, client }
+    }
+    fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
+        self.rt.block_on(self.client.query_route(topic))
+    }
+    fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
+        self.rt.block_on(self.client.send(group, message))
+    }
+    fn pull(
+        &self,
+        group: &str,
+        queue: MessageQueue,
+        offset: i64,
+        max: i32,
+    ) -> Result<PullResult, ClientError> {
+        self.rt
+            .block_on(self.client.pull(group, queue, offset, max))
+    }
+    fn shutdown(self) {
+        self.rt.block_on(self.client.shutdown());
+    }
+}
+
+/// The async-io adapter, awaited by async-std's executor.
+pub struct AsyncStd(rocketmq_async_std::Client);
+
+impl Runtime for AsyncStd {
+    const NAME: &'static str = "async-std";
+    fn start(config: ClientConfig) -> Self {
+        Self(async_std::task::block_on(async {
+            rocketmq_async_std::Client::start(config)
+        }))
+    }
+    fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
+        async_std::task::block_on(self.0.query_route(topic))
+    }
+    fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
+        async_std::task::block_on(self.0.send(group, message))
+    }
+    fn pull(
+        &self,
+        group: &str,
+        queue: MessageQueue,
+        offset: i64,
+        max: i32,
+    ) -> Result<PullResult, ClientError> {
+        async_std::task::block_on(self.0.pull(group, queue, offset, max))
+    }
+    fn shutdown(self) {
+        async_std::task::block_on(self.0.shutdown());
+    }
+}
+
+/// The async-io adapter, awaited by smol's executor.
+pub struct Smol(rocketmq_async_std::Client);
+
+impl Runtime for Smol {
+    const NAME: &'static str = "smol";
+    fn start(config: ClientConfig) -> Self {
+        Self(smol::block_on(async {
+            rocketmq_async_std::Client::start(config)
+        }))
+    }
+    fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
+        smol::block_on(self.0.query_route(topic))
+    }
+    fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
+        smol::block_on(self.0.send(group, message))
+    }
+    fn pull(
+        &self,
+        group: &str,
+        queue: MessageQueue,
+        offset: i64,
+        max: i32,
+    ) -> Result<PullResult, ClientError> {
+        smol::block_on(self.0.pull(group, queue, offset, max))
+    }
+    fn shutdown(self) {
+        smol::block_on(self.0.shutdown());
+    }
+}
+
+/// The blocking adapter.
+pub struct Blocking(rocketmq_blocking::Client);
+
+impl Runtime for Blocking {
+    const NAME: &'static str = "blocking";
+    fn start(config: ClientConfig) -> Self {
+        Self(rocketmq_blocking::Client::start(config))
+    }
+    fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
+        self.0.query_route(topic)
+    }
+    fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
+        self.0.send(group, message)
+    }
+    fn pull(
+        &self,
+        group: &str,
+        queue: MessageQueue,
+        offset: i64,
+        max: i32,
+    ) -> Result<PullResult, ClientError> {
+        self.0.pull(group, queue, offset, max)
+    }
+    fn shutdown(self) {
+        self.0.shutdown();
+    }
+}
+
+/// A client configuration for the cluster whose name server is `namesrv`.
+pub fn config(namesrv: &str) -> ClientConfig {
+    ClientConfig {
+        name_servers: vec![namesrv.to_owned()],
+        ..ClientConfig::default()
+    }
+}
+
+/// The `i`-th test message: tags, keys and user properties that vary, and a body
+/// size that cycles through empty, small, medium and over-4-KiB (compressed).
+pub fn test_message(topic: &str, i: usize) -> Message {
+    let len = match i % 4 {
+        0 => 1 + i % 7,
+        1 => 100 + i % 50,
+        2 => 1000 + i,
+        _ => 4096 + 512 * (i % 9),
+    };
+    // Text-like, so that compression has something to do, and distinct per message.
+    let body: Vec<u8> = format!("message {i} of the round trip; ")
+        .bytes()
+        .cycle()
+        .take(len)
+        .collect();
+    Message::new(topic, Bytes::from(body))
+        .with_tags(format!("Tag{}", i % 3))
+        .with_keys([format!("key-{i}"), format!("batch-{}", i / 100)])
+        .with_property("index", i.to_string())
+        .with_property("note", format!("user property {i} ünïcödé"))
+}
+
+/// What the round trip measured.
+#[derive(Debug)]
+pub struct RoundTrip {
+    /// Messages sent and pulled back.
+    pub messages: usize,
+    /// Time to send them, one at a time.
+    pub send: Duration,
+    /// Time to pull every queue to its end.
+    pub pull: Duration,
+}
+
+/// Sends `count` messages to a 4-queue topic, pulls every queue from offset 0 to its
+/// end, and checks every message byte for byte against what was sent: body, topic,
+/// tags, keys, properties, and contiguous queue offsets.
+pub fn round_trip<R: Runtime>(namesrv: &str, topic: &str, count: usize) -> RoundTrip {
+    let client = R::start(config(namesrv));
+    let group = format!("conformance-{}", R::NAME);
+
+    let started = Instant::now();
+    let mut sent: HashMap<String, (Message, SendResult)> = HashMap::new();
+    for i in 0..count {
+        let message = test_message(topic, i);
+        let result = client
+            .send(&group, message.clone())
+            .unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+        assert_eq!(result.status, SendStatus::Ok, "{}: send {i}", R::NAME);
+        sent.insert(result.msg_id.clone(), (message, result));
+    }
+    let send = started.elapsed();
+    assert_eq!(sent.len(), count, "{}: every message id is unique", R::NAME);
+
+    let route = client.query_route(topic).expect("route");
+    let queues = route.subscribe_queues(topic);
+    assert_eq!(queues.len(), 4, "{}: the topic has 4 queues", R::NAME);
+
+    let started = Instant::now();
+    let mut pulled: BTreeMap<MessageQueue, Vec<MessageExt>> = BTreeMap::new();
+    for queue in &queues {
+        let mut offset = 0;
+        loop {
+            let result = client
+                .pull(&group, queue.clone(), offset, 32)
+                .unwrap_or_else(|e| panic!("{}: pull {queue} at {offset} failed: {e}", R::NAME));
+            match result.status {
+                PullStatus::Found => {
+                    assert!(!result.messages.is_empty());
+                    offset = result.next_begin_offset;
+                    pulled
+                        .entry(queue.clone())
+                        .or_default()
+                        .extend(result.messages);
+                }
+                PullStatus::NoNewMessage
+                | PullStatus::NoMatchedMessage
+                | PullStatus::OffsetIllegal => {
+                    assert_eq!(
+                        offset,
+                        result.max_offset,
+                        "{}: {queue} pulled to its end",
+                        R::NAME
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    let pull = started.elapsed();
+
+    let mut seen = 0;
+    for (queue, messages) in &pulled {
+        for (expected_offset, got) in messages.iter().enumerate() {
+            assert_eq!(
+                got.queue_offset,
+                expected_offset as i64,
+                "{}: {queue} offsets are contiguous",
+                R::NAME
+            );
+            assert_eq!(got.queue_id, queue.queue_id);
+            let id = got.msg_id();
+            let (message, result) = sent
+                .get(&id)
+                .unwrap_or_else(|| panic!("{}: pulled a message that was not sent: {id}", R::NAME));
+            assert_eq!(
+                result.queue.queue_id,
+                got.queue_id,
+                "{}: {id} in the queue the send reported",
+                R::NAME
+            );
+            assert_eq!(
+                result.queue_offset,
+                got.queue_offset,
+                "{}: {id} at the offset the send reported",
+                R::NAME
+            );
+            assert_eq!(got.topic, message.topic.as_str());
+            assert_eq!(got.body, message.body, "{}: body of {id}", R::NAME);
+            assert_eq!(got.flag, message.flag);
+            assert_eq!(got.tags(), message.tags());
+            assert_eq!(
+                got.property(property::KEYS),
+                message.properties.get(property::KEYS).map(String::as_str)
+            );
+            for (k, v) in &message.properties {
+                assert_eq!(
+                    got.property(k),
+                    Some(v.as_str()),
+                    "{}: property {k} of {id}",
+                    R::NAME
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(
+        seen,
+        count,
+        "{}: every sent message pulled back exactly once",
+        R::NAME
+    );
+    client.shutdown();
+    RoundTrip {
+        messages: count,
+        send,
+        pull,
+    }
+}
+
+/// One message the Java producer sent, as its manifest recorded it.
+#[derive(Debug, Clone)]
+pub struct JavaSent {
+    /// The Java client's message id (`UNIQ_KEY`).
+    pub msg_id: String,
+    /// Queue it was stored in.
+    pub queue_id: i32,
+    /// Its queue offset.
+    pub queue_offset: i64,
+    /// The body before compression.
+    pub body: Vec<u8>,
+    /// Its properties as the Java client set them.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Compiles (once per process) and runs `tests/java/interop/CompressedProducer.java`
+/// with the real Java client from the harness's RocketMQ classpath: it sends `count`
+/// messages to `topic` compressing bodies over 4 KiB with `compression` (`ZLIB`,
+/// `LZ4` or `ZSTD`), and returns what it sent.
+pub fn java_send_compressed(
+    cluster: &crate::harness::Cluster,
+    topic: &str,
+    compression: &str,
+    count: usize,
+) -> Vec<JavaSent> {
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+
+    static CLASSES: OnceLock<PathBuf> = OnceLock::new();
+    let dist = cluster.distribution();
+    let work = cluster.run_dir().join(format!("interop-{compression}"));
+    std::fs::create_dir_all(&work).expect("interop work dir");
+    let classes = CLASSES.get_or_init(|| {
+        let dir = cluster.run_dir().join("interop-classes");
+        std::fs::create_dir_all(&dir).expect("class dir");
+        let source =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java/interop/CompressedProducer.java");
+        let javac = match std::env::var_os("JAVA_HOME") {
+            Some(home) => PathBuf::from(home).join("bin/javac"),
+            None => PathBuf::from("javac"),
+        };
+        let out = std::process::Command::new(&javac)
+            .arg("-cp")
+            .arg(dist.classpath())
+            .arg("-d")
+            .arg(&dir)
+            .arg(&source)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} (install a JDK 17+): {e}", javac.display()));
+        assert!(
+            out.status.success(),
+            "javac failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    });
+    let manifest = work.join("manifest.jsonl");
+    let mut jvm = dist
+        .jvm("CompressedProducer", work.join("producer.out"))
+        .classpath(format!("{}:{}", classes.display(), dist.classpath()))
+        .jvm_arg(format!("-Duser.home={}", work.display()))
+        .jvm_arg("-Xmx256m")
+        .args([
+            cluster.namesrv_addr(),
+            topic.to_owned(),
+            compression.to_owned(),
+            count.to_string(),
+            manifest.display().to_string(),
+        ])
+        .spawn()
+        .expect("start the Java producer");
+    let status = jvm
+        .wait_timeout(Duration::from_secs(180))
+        .expect("wait for the Java producer")
+        .unwrap_or_else(|| {
+            panic!(
+                "the Java producer did not finish in 180 s:\n{}",
+                jvm.output()
+            )
+        });
+    assert!(
+        status.success(),
+        "the Java producer failed:\n{}",
+        jvm.output()
+    );
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("manifest line");
+            let hex = v["body"].as_str().expect("body");
+            JavaSent {
+                msg_id: v["msgId"].as_str().expect("msgId").to_owned(),
+                queue_id: v["queueId"].as_i64().expect("queueId") as i32,
+                queue_offset: v["queueOffset"].as_i64().expect("queueOffset"),
+                body: (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                    .collect(),
+                properties: v["properties"]
+                    .as_object()
+                    .expect("properties")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Pulls every message the Java producer sent and checks each byte for byte:
+/// the body (decompressed), the properties, the queue and offset. Returns how many
+/// of them were stored compressed.
+pub fn pull_java_messages<R: Runtime>(namesrv: &str, topic: &str, sent: &[JavaSent]) -> usize {
+    let client = R::start(config(namesrv));
+    let group = format!("interop-{}", R::NAME);
+    let mut compressed = 0;
+    for want in sent {
+        let queue = MessageQueue::new(topic, "broker-a", want.queue_id);
+        let result = client
+            .pull(&group, queue, want.queue_offset, 1)
+            .unwrap_or_else(|e| panic!("{}: pull {} failed: {e}", R::NAME, want.msg_id));
+        assert_eq!(
+            result.status,
+            PullStatus::Found,
+            "{}: {}",
+            R::NAME,
+            want.msg_id
+        );
+        let got = &result.messages[0];
+        assert_eq!(
+            got.msg_id(),
+            want.msg_id,
+            "{}: message at the offset Java reported",
+            R::NAME
+        );
+        assert_eq!(got.queue_offset, want.queue_offset);
+        assert_eq!(
+            &got.body[..],
+            &want.body[..],
+            "{}: body of {}",
+            R::NAME,
+            want.msg_id
+        );
+        for (k, v) in &want.properties {
+            assert_eq!(
+                got.property(k),
+                Some(v.as_str()),
+                "{}: property {k} of {}",
+                R::NAME,
+                want.msg_id
+            );
+        }
+        if got.was_compressed() {
+            compressed += 1;
+        }
+    }
+    client.shutdown();
+    compressed
+}
