@@ -7,6 +7,48 @@
 //! comes in as an argument and bytes go in and out as values. The runtime crates
 //! (`rocketmq-tokio`, `rocketmq-async-std`, `rocketmq-blocking`) drive it.
 //!
+//! # Driving the client
+//!
+//! [`Client`] is a state machine. An adapter feeds it what happened and carries out
+//! what it asks, in one loop; nothing in this crate blocks or waits:
+//!
+//! ```
+//! use std::time::Instant;
+//! use rocketmq_core::{Call, Client, ClientConfig, ClientError, Input, Output};
+//!
+//! let mut now = Instant::now(); // an adapter reads its runtime's clock
+//! let mut client = Client::new(ClientConfig::default(), now, 1_732_500_000_000);
+//! let call = client.call(now, Call::QueryRoute { topic: "orders".into() }, None);
+//!
+//! let mut replies = Vec::new();
+//! loop {
+//!     // 1. Carry out everything the core asks for.
+//!     while let Some(output) = client.poll_output(now) {
+//!         match output {
+//!             // A real adapter opens a socket here; this one finds nobody home.
+//!             Output::Connect { conn, addr } => {
+//!                 client.handle_input(now, Input::ConnectFailed(conn, format!("{addr}: refused")))
+//!             }
+//!             Output::Transmit { .. } | Output::Close(_) => {}
+//!             Output::Reply { call, result } => replies.push((call, result)),
+//!             _ => {}
+//!         }
+//!     }
+//!     if !replies.is_empty() {
+//!         break;
+//!     }
+//!     // 2. Wait for a socket, a user call, or the core's deadline; here, the deadline.
+//!     match client.poll_timeout() {
+//!         Some(deadline) => {
+//!             now = deadline;
+//!             client.handle_input(now, Input::Timeout);
+//!         }
+//!         None => break,
+//!     }
+//! }
+//! assert!(matches!(&replies[..], [(c, Err(ClientError::ConnectFailed { .. }))] if *c == call));
+//! ```
+//!
 //! # Errors and panics
 //!
 //! Bad input from the network is an error, never a panic: every decoder returns a
