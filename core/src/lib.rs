@@ -61,6 +61,7 @@
 
 pub mod client;
 mod connection;
+pub mod driver;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -71,4 +72,5 @@ pub use client::{
     SendStatus,
 };
 pub use connection::ConnId;
+pub use driver::{Driver, Io};
 pub use error::ClientError;

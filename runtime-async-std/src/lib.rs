@@ -21,7 +21,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
@@ -32,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use rocketmq_core::protocol::body::TopicRouteData;
 use rocketmq_core::protocol::MessageQueue;
-use rocketmq_core::{Call, CallId, ConnId, Input, Output, Reply};
+use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
 pub use rocketmq_core as core;
 pub use rocketmq_core::protocol::message::{Message, MessageExt};
@@ -172,6 +171,39 @@ struct Conn {
     _task: Task<()>,
 }
 
+/// The async-io side of the driver: local tasks for connections, channels for calls.
+struct AsyncIo<'a, 'ex> {
+    ex: &'a LocalExecutor<'ex>,
+    events: Sender<Input>,
+}
+
+impl<'ex> Io for AsyncIo<'_, 'ex> {
+    type Conn = Conn;
+    type Waiter = ReplyTx;
+
+    fn connect(&mut self, conn: ConnId, addr: &str) -> Conn {
+        let (writer, frames) = async_channel::unbounded();
+        let task = self.ex.spawn(connection(
+            conn,
+            addr.to_owned(),
+            frames,
+            self.events.clone(),
+        ));
+        Conn {
+            writer,
+            _task: task,
+        }
+    }
+
+    fn transmit(&mut self, conn: &mut Conn, data: Bytes) {
+        let _ = conn.writer.try_send(data);
+    }
+
+    fn complete(&mut self, waiter: ReplyTx, result: Result<Reply, ClientError>) {
+        let _ = waiter.try_send(result);
+    }
+}
+
 /// What woke the driver.
 enum Wake {
     Request(Option<Request>),
@@ -179,47 +211,25 @@ enum Wake {
     Deadline,
 }
 
-/// The driver: the only owner of the core.
+/// The driver: waits for a call, a connection event or the core's deadline.
 async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<Request>) {
-    let mut core = rocketmq_core::Client::new(config, Instant::now(), wall_clock_ms());
+    let mut driver = Driver::new(rocketmq_core::Client::new(
+        config,
+        Instant::now(),
+        wall_clock_ms(),
+    ));
     let (events_tx, events) = async_channel::unbounded::<Input>();
-    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
-    let mut pending: HashMap<CallId, ReplyTx> = HashMap::new();
+    let mut io = AsyncIo {
+        ex,
+        events: events_tx,
+    };
     let mut shutdown = None;
     loop {
-        while let Some(output) = core.poll_output(Instant::now()) {
-            match output {
-                Output::Connect { conn, addr } => {
-                    let (writer, frames) = async_channel::unbounded();
-                    let task = ex.spawn(connection(conn, addr, frames, events_tx.clone()));
-                    conns.insert(
-                        conn,
-                        Conn {
-                            writer,
-                            _task: task,
-                        },
-                    );
-                }
-                Output::Transmit { conn, data } => {
-                    if let Some(c) = conns.get(&conn) {
-                        let _ = c.writer.try_send(data);
-                    }
-                }
-                Output::Close(conn) => {
-                    conns.remove(&conn);
-                }
-                Output::Reply { call, result } => {
-                    if let Some(tx) = pending.remove(&call) {
-                        let _ = tx.try_send(result);
-                    }
-                }
-                _ => {}
-            }
-        }
+        driver.flush(Instant::now(), &mut io);
         if shutdown.is_some() {
             break;
         }
-        let deadline = core.poll_timeout();
+        let deadline = driver.poll_timeout();
         let wake = future::or(
             async { Wake::Request(requests.recv().await.ok()) },
             future::or(
@@ -244,24 +254,15 @@ async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<
         let now = Instant::now();
         match wake {
             Wake::Request(Some(Request::Call(call, timeout, tx))) => {
-                let id = core.call(now, call, timeout);
-                pending.insert(id, tx);
+                driver.call(now, call, timeout, tx)
             }
             Wake::Request(Some(Request::Shutdown(tx))) => shutdown = Some(Some(tx)),
             Wake::Request(None) => shutdown = Some(None),
-            Wake::Event(event) => {
-                if let Input::Closed(conn) | Input::ConnectFailed(conn, _) = &event {
-                    conns.remove(conn);
-                }
-                core.handle_input(now, event);
-            }
-            Wake::Deadline => core.handle_input(now, Input::Timeout),
+            Wake::Event(event) => driver.handle_input(now, event),
+            Wake::Deadline => driver.handle_input(now, Input::Timeout),
         }
     }
-    conns.clear();
-    for (_, tx) in pending.drain() {
-        let _ = tx.try_send(Err(ClientError::Shutdown));
-    }
+    driver.shutdown(&mut io);
     if let Some(Some(tx)) = shutdown {
         let _ = tx.try_send(());
     }

@@ -19,7 +19,6 @@
 //! # Ok::<(), rocketmq_blocking::ClientError>(())
 //! ```
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::mpsc;
@@ -29,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rocketmq_core::protocol::body::TopicRouteData;
 use rocketmq_core::protocol::MessageQueue;
-use rocketmq_core::{Call, CallId, ConnId, Input, Output, Reply};
+use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
 pub use rocketmq_core as core;
 pub use rocketmq_core::protocol::message::{Message, MessageExt};
@@ -48,14 +47,29 @@ type ReplyTx = mpsc::SyncSender<Result<Reply, ClientError>>;
 enum Event {
     Call(Call, Option<Duration>, ReplyTx),
     Input(Input),
-    Shutdown(mpsc::SyncSender<()>),
+    /// Stop; the sender (if any) learns when the driver is done.
+    Shutdown(Option<mpsc::SyncSender<()>>),
 }
 
 /// A handle to a running client. Cheap to clone; every clone talks to the same
-/// connections.
+/// connections. When the last clone is dropped the client shuts down.
 #[derive(Clone, Debug)]
 pub struct Client {
+    inner: std::sync::Arc<Handle>,
+}
+
+/// The channel to the driver. The driver's connection threads hold senders too,
+/// so the channel alone never tells the driver that the user is gone: dropping
+/// the last handle says so.
+#[derive(Debug)]
+struct Handle {
     events: mpsc::Sender<Event>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.events.send(Event::Shutdown(None));
+    }
 }
 
 impl std::fmt::Debug for Event {
@@ -80,13 +94,16 @@ impl Client {
             .spawn(move || drive(config, rx, own))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the driver thread"));
-        Self { events }
+        Self {
+            inner: std::sync::Arc::new(Handle { events }),
+        }
     }
 
     /// Runs a call and waits for its reply.
     pub fn call(&self, call: Call, timeout: Option<Duration>) -> Result<Reply, ClientError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.events
+        self.inner
+            .events
             .send(Event::Call(call, timeout, tx))
             .map_err(|_| ClientError::Shutdown)?;
         rx.recv().map_err(|_| ClientError::Shutdown)?
@@ -149,7 +166,7 @@ impl Client {
     /// fail with [`ClientError::Shutdown`].
     pub fn shutdown(&self) {
         let (tx, rx) = mpsc::sync_channel(1);
-        if self.events.send(Event::Shutdown(tx)).is_ok() {
+        if self.inner.events.send(Event::Shutdown(Some(tx))).is_ok() {
             let _ = rx.recv();
         }
     }
@@ -176,49 +193,55 @@ struct Conn {
     writer: mpsc::Sender<Bytes>,
 }
 
-/// The driver: the only owner of the core.
+/// The thread side of the driver: threads for connections, channels for calls.
+struct ThreadIo {
+    events: mpsc::Sender<Event>,
+}
+
+impl Io for ThreadIo {
+    type Conn = Conn;
+    type Waiter = ReplyTx;
+
+    fn connect(&mut self, conn: ConnId, addr: &str) -> Conn {
+        let (writer, frames) = mpsc::channel();
+        let events = self.events.clone();
+        let addr = addr.to_owned();
+        let spawned = thread::Builder::new()
+            .name(format!("rocketmq-{conn}"))
+            .spawn(move || connection(conn, &addr, frames, &events));
+        if let Err(e) = spawned {
+            let _ = self
+                .events
+                .send(Event::Input(Input::ConnectFailed(conn, e.to_string())));
+        }
+        Conn { writer }
+    }
+
+    fn transmit(&mut self, conn: &mut Conn, data: Bytes) {
+        let _ = conn.writer.send(data);
+    }
+
+    fn complete(&mut self, waiter: ReplyTx, result: Result<Reply, ClientError>) {
+        let _ = waiter.send(result);
+    }
+}
+
+/// The driver thread: waits on one channel for a call or a connection event, or
+/// until the core's deadline.
 fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<Event>) {
-    let mut core = rocketmq_core::Client::new(config, Instant::now(), wall_clock_ms());
-    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
-    let mut pending: HashMap<CallId, ReplyTx> = HashMap::new();
+    let mut driver = Driver::new(rocketmq_core::Client::new(
+        config,
+        Instant::now(),
+        wall_clock_ms(),
+    ));
+    let mut io = ThreadIo { events: own };
     let mut shutdown = None;
     loop {
-        while let Some(output) = core.poll_output(Instant::now()) {
-            match output {
-                Output::Connect { conn, addr } => {
-                    let (writer, frames) = mpsc::channel();
-                    conns.insert(conn, Conn { writer });
-                    let events = own.clone();
-                    let spawned = thread::Builder::new()
-                        .name(format!("rocketmq-{conn}"))
-                        .spawn(move || connection(conn, &addr, frames, &events));
-                    if let Err(e) = spawned {
-                        core.handle_input(
-                            Instant::now(),
-                            Input::ConnectFailed(conn, e.to_string()),
-                        );
-                    }
-                }
-                Output::Transmit { conn, data } => {
-                    if let Some(c) = conns.get(&conn) {
-                        let _ = c.writer.send(data);
-                    }
-                }
-                Output::Close(conn) => {
-                    conns.remove(&conn);
-                }
-                Output::Reply { call, result } => {
-                    if let Some(tx) = pending.remove(&call) {
-                        let _ = tx.send(result);
-                    }
-                }
-                _ => {}
-            }
-        }
+        driver.flush(Instant::now(), &mut io);
         if shutdown.is_some() {
             break;
         }
-        let event = match core.poll_timeout() {
+        let event = match driver.poll_timeout() {
             Some(deadline) => {
                 match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                     Ok(event) => Some(event),
@@ -233,28 +256,14 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
         };
         let now = Instant::now();
         match event {
-            None => core.handle_input(now, Input::Timeout),
-            Some(Event::Call(call, timeout, tx)) => {
-                let id = core.call(now, call, timeout);
-                pending.insert(id, tx);
-            }
+            None => driver.handle_input(now, Input::Timeout),
+            Some(Event::Call(call, timeout, tx)) => driver.call(now, call, timeout, tx),
             Some(Event::Shutdown(tx)) => shutdown = Some(tx),
-            Some(Event::Input(input)) => {
-                match &input {
-                    Input::Closed(conn) | Input::ConnectFailed(conn, _) => {
-                        conns.remove(conn);
-                    }
-                    _ => {}
-                }
-                core.handle_input(now, input);
-            }
+            Some(Event::Input(input)) => driver.handle_input(now, input),
         }
     }
-    conns.clear();
-    for (_, tx) in pending.drain() {
-        let _ = tx.send(Err(ClientError::Shutdown));
-    }
-    if let Some(tx) = shutdown {
+    driver.shutdown(&mut io);
+    if let Some(Some(tx)) = shutdown {
         let _ = tx.send(());
     }
 }

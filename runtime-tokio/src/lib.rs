@@ -20,13 +20,12 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rocketmq_core::protocol::body::TopicRouteData;
 use rocketmq_core::protocol::MessageQueue;
-use rocketmq_core::{Call, CallId, ConnId, Input, Output, Reply};
+use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -162,73 +161,74 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A connection task and the channel to its writer.
+/// A connection task and the channel to its writer. Dropping it ends the task.
 struct Conn {
     writer: mpsc::UnboundedSender<Bytes>,
     task: JoinHandle<()>,
 }
 
-/// The driver: the only owner of the core.
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The tokio side of the driver: tasks for connections, oneshots for calls.
+struct TokioIo {
+    events: mpsc::UnboundedSender<Input>,
+}
+
+impl Io for TokioIo {
+    type Conn = Conn;
+    type Waiter = oneshot::Sender<Result<Reply, ClientError>>;
+
+    fn connect(&mut self, conn: ConnId, addr: &str) -> Conn {
+        let (writer, frames) = mpsc::unbounded_channel();
+        let task = tokio::spawn(connection(
+            conn,
+            addr.to_owned(),
+            frames,
+            self.events.clone(),
+        ));
+        Conn { writer, task }
+    }
+
+    fn transmit(&mut self, conn: &mut Conn, data: Bytes) {
+        let _ = conn.writer.send(data);
+    }
+
+    fn complete(&mut self, waiter: Self::Waiter, result: Result<Reply, ClientError>) {
+        let _ = waiter.send(result);
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// The driver task: waits for a call, a connection event or the core's deadline.
 async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Request>) {
-    let mut core = rocketmq_core::Client::new(config, Instant::now().into_std(), wall_clock_ms());
-    let (events_tx, mut events) = mpsc::unbounded_channel::<Input>();
-    let mut conns: HashMap<ConnId, Conn> = HashMap::new();
-    let mut pending: HashMap<CallId, oneshot::Sender<Result<Reply, ClientError>>> = HashMap::new();
+    let mut driver = Driver::new(rocketmq_core::Client::new(config, now(), wall_clock_ms()));
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut io = TokioIo { events: events_tx };
     let mut shutdown = None;
     loop {
-        while let Some(output) = core.poll_output(Instant::now().into_std()) {
-            match output {
-                Output::Connect { conn, addr } => {
-                    let (writer, rx) = mpsc::unbounded_channel();
-                    let task = tokio::spawn(connection(conn, addr, rx, events_tx.clone()));
-                    conns.insert(conn, Conn { writer, task });
-                }
-                Output::Transmit { conn, data } => {
-                    if let Some(c) = conns.get(&conn) {
-                        let _ = c.writer.send(data);
-                    }
-                }
-                Output::Close(conn) => {
-                    if let Some(c) = conns.remove(&conn) {
-                        c.task.abort();
-                    }
-                }
-                Output::Reply { call, result } => {
-                    if let Some(tx) = pending.remove(&call) {
-                        let _ = tx.send(result);
-                    }
-                }
-                _ => {}
-            }
-        }
+        driver.flush(now(), &mut io);
         if shutdown.is_some() {
             break;
         }
-        let deadline = core.poll_timeout().map(Instant::from_std);
+        let deadline = driver.poll_timeout().map(Instant::from_std);
         tokio::select! {
             request = requests.recv() => match request {
-                Some(Request::Call(call, timeout, tx)) => {
-                    let id = core.call(Instant::now().into_std(), call, timeout);
-                    pending.insert(id, tx);
-                }
+                Some(Request::Call(call, timeout, tx)) => driver.call(now(), call, timeout, tx),
                 Some(Request::Shutdown(tx)) => shutdown = Some(Some(tx)),
                 None => shutdown = Some(None),
             },
-            Some(event) = events.recv() => {
-                if let Input::Closed(conn) | Input::ConnectFailed(conn, _) = &event {
-                    conns.remove(conn);
-                }
-                core.handle_input(Instant::now().into_std(), event);
-            }
-            () = sleep_until(deadline) => core.handle_input(Instant::now().into_std(), Input::Timeout),
+            Some(event) = events.recv() => driver.handle_input(now(), event),
+            () = sleep_until(deadline) => driver.handle_input(now(), Input::Timeout),
         }
     }
-    for (_, c) in conns.drain() {
-        c.task.abort();
-    }
-    for (_, tx) in pending.drain() {
-        let _ = tx.send(Err(ClientError::Shutdown));
-    }
+    driver.shutdown(&mut io);
     if let Some(Some(tx)) = shutdown {
         let _ = tx.send(());
     }
