@@ -16,7 +16,7 @@
 //! the protocol needs (born timestamps, message ids) is derived from the one the
 //! adapter gave at construction.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -25,7 +25,7 @@ use tracing::{debug, trace, warn};
 
 use crate::connection::{ConnId, Connections, Route};
 use crate::error::ClientError;
-use crate::protocol::body::TopicRouteData;
+use crate::protocol::body::{HeartbeatData, ProducerData, TopicRouteData};
 use crate::protocol::code::{LanguageCode, RequestCode, ResponseCode};
 use crate::protocol::command::{RemotingCommand, CLIENT_VERSION};
 use crate::protocol::compress::CompressionType;
@@ -33,6 +33,7 @@ use crate::protocol::frame::{SerializeType, DEFAULT_MAX_FRAME_LEN};
 use crate::protocol::header::{
     pull_flag, GetRouteInfoRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+    UnregisterClientRequestHeader,
 };
 use crate::protocol::message::{
     self, property, DecodeOptions, Message, MessageExt, UniqueIdGenerator,
@@ -74,6 +75,20 @@ pub struct ClientConfig {
     pub compression_level: u32,
     /// How pulled bodies are decoded.
     pub decode: DecodeOptions,
+    /// Instance name in the client id (`ip@instance`); `DEFAULT` becomes
+    /// `<pid>#<salt>`, as Java makes it unique per process.
+    pub instance_name: String,
+    /// Optional unit name, appended to the client id as `@unit`.
+    pub unit_name: Option<String>,
+    /// How often every used topic's route is refreshed (Java's 30 s).
+    pub route_refresh_interval: Duration,
+    /// How often every broker gets a heartbeat (Java's 30 s).
+    pub heartbeat_interval: Duration,
+    /// First wait before reconnecting to an address whose connection failed or
+    /// closed; it doubles on each further failure up to `reconnect_backoff_max`.
+    pub reconnect_backoff: Duration,
+    /// Longest wait before reconnecting.
+    pub reconnect_backoff_max: Duration,
 }
 
 impl Default for ClientConfig {
@@ -91,6 +106,27 @@ impl Default for ClientConfig {
             compression: CompressionType::Zlib,
             compression_level: 5,
             decode: DecodeOptions::default(),
+            instance_name: "DEFAULT".to_owned(),
+            unit_name: None,
+            route_refresh_interval: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(30),
+            reconnect_backoff: Duration::from_millis(100),
+            reconnect_backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The client id brokers know this client by: `ip@instance[@unit]`.
+    pub fn client_id(&self) -> String {
+        let instance = if self.instance_name == "DEFAULT" {
+            format!("{}#{}", self.pid, self.id_salt as u32)
+        } else {
+            self.instance_name.clone()
+        };
+        match &self.unit_name {
+            Some(unit) => format!("{}@{instance}@{unit}", self.client_ip),
+            None => format!("{}@{instance}", self.client_ip),
         }
     }
 }
@@ -112,6 +148,16 @@ pub enum Call {
         message: Message,
         /// The queue to send to; `None` picks the next writable queue in turn.
         queue: Option<MessageQueue>,
+    },
+    /// Register a producer group: heartbeats carry it from now on, starting at once.
+    RegisterProducer {
+        /// Producer group.
+        group: String,
+    },
+    /// Unregister a producer group from every known broker.
+    UnregisterProducer {
+        /// Producer group.
+        group: String,
     },
     /// Pull messages from one queue once, without waiting for new ones.
     Pull {
@@ -136,6 +182,8 @@ pub enum Reply {
     Sent(SendResult),
     /// What a pull found.
     Pulled(PullResult),
+    /// The call was carried out and has nothing to return.
+    Done,
 }
 
 impl Reply {
@@ -289,6 +337,8 @@ enum Expect {
     Route { topic: String },
     Send { queue: MessageQueue, msg_id: String },
     Pull,
+    Heartbeat,
+    Unregister,
 }
 
 /// A call waiting for a route before it can go out.
@@ -316,6 +366,18 @@ pub struct Client {
     round_robin: HashMap<String, usize>,
     ids: UniqueIdGenerator,
     outputs: VecDeque<Output>,
+    client_id: String,
+    /// Index of the name server to ask next; moves on after a failure.
+    name_server: usize,
+    /// Topics whose route query is on the wire.
+    route_queries: HashSet<String>,
+    /// When every used route is refreshed next.
+    route_refresh_at: Instant,
+    /// When every broker gets its next heartbeat.
+    heartbeat_at: Option<Instant>,
+    /// Broker addresses that have had a heartbeat.
+    heartbeated: BTreeSet<String>,
+    producers: BTreeSet<String>,
 }
 
 impl Client {
@@ -323,12 +385,15 @@ impl Client {
     /// (milliseconds since the Unix epoch).
     pub fn new(config: ClientConfig, now: Instant, wall_clock_ms: i64) -> Self {
         let ids = UniqueIdGenerator::new(config.client_ip, config.pid, config.id_salt);
+        let client_id = config.client_id();
+        let route_refresh_at = now + config.route_refresh_interval;
+        let conns = Connections::new(config.reconnect_backoff, config.reconnect_backoff_max);
         Self {
             config,
             start: now,
             start_wall_ms: wall_clock_ms,
             last_now: now,
-            conns: Connections::default(),
+            conns,
             next_opaque: 0,
             next_call: 0,
             in_flight: HashMap::new(),
@@ -338,7 +403,19 @@ impl Client {
             round_robin: HashMap::new(),
             ids,
             outputs: VecDeque::new(),
+            client_id,
+            name_server: 0,
+            route_queries: HashSet::new(),
+            route_refresh_at,
+            heartbeat_at: None,
+            heartbeated: BTreeSet::new(),
+            producers: BTreeSet::new(),
         }
+    }
+
+    /// The id brokers know this client by.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     /// The configuration.
@@ -373,7 +450,7 @@ impl Client {
                 }
             }
             Input::ConnectFailed(conn, reason) => {
-                if let Some(addr) = self.conns.remove(conn) {
+                if let Some(addr) = self.conns.remove(now, conn) {
                     warn!(%conn, %addr, %reason, "connect failed");
                     self.fail_connection(
                         conn,
@@ -404,7 +481,7 @@ impl Client {
                 }
             },
             Input::Closed(conn) => {
-                if let Some(addr) = self.conns.remove(conn) {
+                if let Some(addr) = self.conns.remove(now, conn) {
                     debug!(%conn, %addr, "closed");
                     self.fail_connection(
                         conn,
@@ -444,12 +521,16 @@ impl Client {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let requests = self.deadlines.keys().next().map(|(d, _)| *d);
-        let parked = self.parked.values().flatten().map(|p| p.deadline).min();
-        match (requests, parked) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.deadlines.keys().next().map(|(d, _)| *d),
+            self.parked.values().flatten().map(|p| p.deadline).min(),
+            (!self.routes.is_empty()).then_some(self.route_refresh_at),
+            self.heartbeat_at,
+            self.conns.next_connect(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn reply(&mut self, call: CallId, result: Result<Reply, ClientError>) {
@@ -466,13 +547,28 @@ impl Client {
     ) {
         match call {
             Call::QueryRoute { topic } => self.query_route(Some(id), topic, deadline, timeout),
+            Call::RegisterProducer { group } => {
+                if self.producers.insert(group) {
+                    self.heartbeat_at = Some(now);
+                }
+                self.reply(id, Ok(Reply::Done));
+            }
+            Call::UnregisterProducer { group } => {
+                if self.producers.remove(&group) {
+                    self.unregister(&group, deadline, timeout);
+                }
+                if self.producers.is_empty() {
+                    self.heartbeat_at = None;
+                }
+                self.reply(id, Ok(Reply::Done));
+            }
             Call::Send { .. } | Call::Pull { .. } => {
                 let topic = match &call {
                     Call::Send { message, queue, .. } => {
                         queue.as_ref().map_or(&message.topic, |q| &q.topic)
                     }
                     Call::Pull { queue, .. } => &queue.topic,
-                    Call::QueryRoute { .. } => unreachable!("handled above"),
+                    _ => unreachable!("handled above"),
                 }
                 .clone();
                 if self.routes.contains_key(&topic) {
@@ -500,7 +596,11 @@ impl Client {
         deadline: Instant,
         timeout: Duration,
     ) {
-        let Some(addr) = self.config.name_servers.first().cloned() else {
+        let servers = &self.config.name_servers;
+        let Some(addr) = servers
+            .get(self.name_server % servers.len().max(1))
+            .cloned()
+        else {
             let error = ClientError::NoQueue("no name server configured".into());
             for parked in self.parked.remove(&topic).unwrap_or_default() {
                 self.reply(parked.call, Err(error.clone()));
@@ -516,6 +616,7 @@ impl Client {
                 accept_standard_json_only: Some(true),
             },
         );
+        self.route_queries.insert(topic.clone());
         self.send_request(
             id,
             &addr,
@@ -581,7 +682,7 @@ impl Client {
                     RemotingCommand::request(RequestCode::PULL_MESSAGE, 0).with_header(&header);
                 self.send_request(Some(id), &addr, request, Expect::Pull, deadline, timeout);
             }
-            Call::QueryRoute { topic } => self.query_route(Some(id), topic, deadline, timeout),
+            other => self.dispatch(now, id, other, deadline, timeout),
         }
     }
 
@@ -709,9 +810,9 @@ impl Client {
             }
             return;
         }
-        let (route, now_frame) = self
+        let route = self
             .conns
-            .send(addr, buf.freeze(), self.config.max_frame_len);
+            .send(self.last_now, addr, buf.freeze(), self.config.max_frame_len);
         let conn = match route {
             Route::Connect(conn) => {
                 self.outputs.push_back(Output::Connect {
@@ -721,10 +822,8 @@ impl Client {
                 conn
             }
             Route::Queued(conn) => conn,
-            Route::Transmit(conn) => {
-                if let Some(data) = now_frame {
-                    self.outputs.push_back(Output::Transmit { conn, data });
-                }
+            Route::Transmit(conn, data) => {
+                self.outputs.push_back(Output::Transmit { conn, data });
                 conn
             }
         };
@@ -756,6 +855,13 @@ impl Client {
             Expect::Route { topic } => self.on_route(now, topic, &cmd),
             Expect::Send { queue, msg_id } => on_send(queue, msg_id, &cmd),
             Expect::Pull => on_pull(&cmd, &self.config.decode),
+            Expect::Heartbeat | Expect::Unregister => match cmd.response_code() {
+                ResponseCode::SUCCESS => Ok(Reply::Done),
+                code => {
+                    warn!(%conn, ?code, remark = ?cmd.remark, "heartbeat or unregister refused");
+                    Err(remote(code, &cmd))
+                }
+            },
         };
         if let Some(call) = req.call {
             self.reply(call, result);
@@ -804,8 +910,21 @@ impl Client {
             ResponseCode::TOPIC_NOT_EXIST => Err(ClientError::TopicNotFound(topic.clone())),
             code => Err(remote(code, cmd)),
         };
+        self.route_queries.remove(&topic);
         if let Ok(Reply::Route(route)) = &result {
+            if self.routes.is_empty() {
+                self.route_refresh_at = now + self.config.route_refresh_interval;
+            }
             self.routes.insert(topic.clone(), route.clone());
+            // A broker this client has not met yet gets a heartbeat at once.
+            if !self.producers.is_empty()
+                && self
+                    .broker_addrs()
+                    .iter()
+                    .any(|a| !self.heartbeated.contains(a))
+            {
+                self.heartbeat_at = Some(now);
+            }
         }
         // Calls that waited for this route go out now, or fail with its error.
         for parked in self.parked.remove(&topic).unwrap_or_default() {
@@ -820,23 +939,19 @@ impl Client {
         result
     }
 
-    /// Fails every expired request and parked call.
+    /// Fires every timer that is due: request and call deadlines, delayed
+    /// connects, route refresh, heartbeats.
     fn expire(&mut self, now: Instant) {
         while let Some((&(deadline, opaque), ())) = self.deadlines.iter().next() {
             if deadline > now {
                 break;
             }
-            self.deadlines.remove(&(deadline, opaque));
             if let Some(req) = self.in_flight.remove(&opaque) {
                 debug!(opaque, conn = %req.conn, "request timed out");
-                if let Some(call) = req.call {
-                    self.reply(call, Err(ClientError::Timeout(req.timeout)));
-                }
-                if let Expect::Route { topic } = &req.kind {
-                    for parked in self.parked.remove(topic).unwrap_or_default() {
-                        self.reply(parked.call, Err(ClientError::Timeout(req.timeout)));
-                    }
-                }
+                let timeout = req.timeout;
+                self.fail_request(opaque, req, ClientError::Timeout(timeout));
+            } else {
+                self.deadlines.remove(&(deadline, opaque));
             }
         }
         let mut expired = Vec::new();
@@ -853,10 +968,92 @@ impl Client {
         for call in expired {
             self.reply(call, Err(ClientError::Timeout(self.config.request_timeout)));
         }
+        for (conn, addr) in self.conns.due(now) {
+            self.outputs.push_back(Output::Connect { conn, addr });
+        }
+        if !self.routes.is_empty() && self.route_refresh_at <= now {
+            self.route_refresh_at = now + self.config.route_refresh_interval;
+            self.refresh_routes(now);
+        }
+        if self.heartbeat_at.is_some_and(|at| at <= now) {
+            self.heartbeat_at = Some(now + self.config.heartbeat_interval);
+            self.send_heartbeats(now);
+        }
+    }
+
+    /// Asks for the route of every topic in use, unless a query is already out.
+    fn refresh_routes(&mut self, now: Instant) {
+        let mut topics: Vec<String> = self
+            .routes
+            .keys()
+            .filter(|t| !self.route_queries.contains(*t))
+            .cloned()
+            .collect();
+        topics.sort();
+        let timeout = self.config.request_timeout;
+        for topic in topics {
+            self.query_route(None, topic, now + timeout, timeout);
+        }
+    }
+
+    /// Master addresses of every known route, in order.
+    fn broker_addrs(&self) -> BTreeSet<String> {
+        self.routes
+            .values()
+            .flat_map(|r| r.broker_datas.iter())
+            .filter_map(|b| b.master_addr())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Sends a heartbeat with every registered group to every known broker.
+    fn send_heartbeats(&mut self, now: Instant) {
+        let body = Bytes::from(
+            HeartbeatData {
+                client_id: self.client_id.clone(),
+                producer_data_set: self
+                    .producers
+                    .iter()
+                    .map(|g| ProducerData {
+                        group_name: g.clone(),
+                    })
+                    .collect(),
+                ..HeartbeatData::default()
+            }
+            .encode(),
+        );
+        let timeout = self.config.request_timeout;
+        for addr in self.broker_addrs() {
+            let request =
+                RemotingCommand::request(RequestCode::HEART_BEAT, 0).with_body(body.clone());
+            self.send_request(
+                None,
+                &addr,
+                request,
+                Expect::Heartbeat,
+                now + timeout,
+                timeout,
+            );
+            self.heartbeated.insert(addr);
+        }
+    }
+
+    /// Tells every broker that had a heartbeat that `group` is gone.
+    fn unregister(&mut self, group: &str, deadline: Instant, timeout: Duration) {
+        let header = UnregisterClientRequestHeader {
+            client_id: self.client_id.clone(),
+            producer_group: Some(group.to_owned()),
+            consumer_group: None,
+        };
+        for addr in self.heartbeated.clone() {
+            let request =
+                RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0).with_header(&header);
+            self.send_request(None, &addr, request, Expect::Unregister, deadline, timeout);
+        }
     }
 
     fn close(&mut self, conn: ConnId) {
-        if let Some(addr) = self.conns.remove(conn) {
+        if let Some(addr) = self.conns.remove(self.last_now, conn) {
             self.outputs.push_back(Output::Close(conn));
             self.fail_connection(
                 conn,
@@ -879,17 +1076,24 @@ impl Client {
         failed.sort_unstable();
         for opaque in failed {
             if let Some(req) = self.in_flight.remove(&opaque) {
-                self.deadlines.remove(&(req.deadline, opaque));
-                // A failed route query also fails the calls parked behind it.
-                if let Expect::Route { topic } = &req.kind {
-                    for parked in self.parked.remove(topic).unwrap_or_default() {
-                        self.reply(parked.call, Err(error(addr)));
-                    }
-                }
-                if let Some(call) = req.call {
-                    self.reply(call, Err(error(addr)));
-                }
+                self.fail_request(opaque, req, error(addr));
             }
+        }
+    }
+
+    /// Completes a request that got no response. A failed route query moves on to
+    /// the next name server and fails the calls parked behind it.
+    fn fail_request(&mut self, opaque: i32, req: InFlight, error: ClientError) {
+        self.deadlines.remove(&(req.deadline, opaque));
+        if let Expect::Route { topic } = &req.kind {
+            self.route_queries.remove(topic);
+            self.name_server = self.name_server.wrapping_add(1);
+            for parked in self.parked.remove(topic).unwrap_or_default() {
+                self.reply(parked.call, Err(error.clone()));
+            }
+        }
+        if let Some(call) = req.call {
+            self.reply(call, Err(error));
         }
     }
 

@@ -1,9 +1,10 @@
 //! The client driven by scripted frames and a virtual clock: no sockets.
 
 use super::*;
-use crate::protocol::body::{BrokerData, QueueData, PERM_READ, PERM_WRITE};
+use crate::protocol::body::{BrokerData, HeartbeatData, QueueData, PERM_READ, PERM_WRITE};
 use crate::protocol::frame::decode_frame;
 use crate::protocol::header::CommandHeader;
+use crate::protocol::header::UnregisterClientRequestHeader;
 use crate::protocol::message::{encode_stored, MessageVersion, Properties};
 
 const NS: &str = "127.0.0.1:9876";
@@ -119,7 +120,11 @@ fn route_query_round_trip() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(h.client.poll_timeout(), None, "nothing pending");
+    assert_eq!(
+        h.client.poll_timeout(),
+        Some(h.now + Duration::from_secs(30)),
+        "only the route refresh is pending"
+    );
 }
 
 #[test]
@@ -405,4 +410,213 @@ fn a_failed_connect_fails_the_calls_waiting_for_it() {
         "{out:?}"
     );
     assert_eq!(h.client.poll_timeout(), None);
+}
+
+fn route_with(broker: &str) -> TopicRouteData {
+    let mut r = route();
+    r.broker_datas[0].broker_addrs.insert(0, broker.to_owned());
+    r
+}
+
+/// Runs a send to topic `T` through route query and connect, answering the route
+/// with `route`; returns the broker connection and every request sent on it.
+fn send_until_broker(
+    h: &mut Harness,
+    ns_conn: Option<ConnId>,
+    route: TopicRouteData,
+) -> (ConnId, Vec<RemotingCommand>) {
+    let message = Message::new("T", &b"x"[..]);
+    h.client.call(
+        h.now,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            queue: None,
+        },
+        None,
+    );
+    let mut out = h.outputs();
+    let ns = match ns_conn {
+        Some(ns) => ns,
+        None => {
+            let (ns, _) = connect_of(&out[0]);
+            out = h.input(Input::Connected(ns));
+            ns
+        }
+    };
+    let (_, req) = request_of(&out[0]);
+    let out = h.respond(ns, ok(req.opaque).with_body(route.encode()));
+    let (broker, _) = connect_of(&out[0]);
+    let sent = h
+        .input(Input::Connected(broker))
+        .iter()
+        .map(|o| request_of(o).1)
+        .collect();
+    (broker, sent)
+}
+
+#[test]
+fn routes_are_refreshed_and_a_moved_broker_is_followed() {
+    let mut h = Harness::new();
+    let (_, sent) = send_until_broker(&mut h, None, route());
+    assert_eq!(sent[0].request_code(), RequestCode::SEND_MESSAGE_V2);
+    let ns = ConnId(1);
+    // 30 s later the route is asked for again, on the open name server connection
+    // (the unanswered send has timed out by then).
+    let out = h.advance(Duration::from_secs(30));
+    let transmit = out
+        .iter()
+        .find(|o| matches!(o, Output::Transmit { .. }))
+        .unwrap();
+    let (conn, refresh) = request_of(transmit);
+    assert_eq!(conn, ns);
+    assert_eq!(refresh.request_code(), RequestCode::GET_ROUTEINFO_BY_TOPIC);
+    // The broker moved: the next send connects to its new address.
+    let moved = "127.0.0.1:20911";
+    assert!(h
+        .respond(ns, ok(refresh.opaque).with_body(route_with(moved).encode()))
+        .is_empty());
+    let message = Message::new("T", &b"y"[..]);
+    h.client.call(
+        h.now,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            queue: None,
+        },
+        None,
+    );
+    let (_, addr) = connect_of(&h.outputs()[0]);
+    assert_eq!(addr, moved);
+}
+
+#[test]
+fn a_failed_name_server_is_left_for_the_next() {
+    let mut h = Harness::new();
+    h.client = Client::new(
+        ClientConfig {
+            name_servers: vec!["10.0.0.1:9876".into(), "10.0.0.2:9876".into()],
+            ..ClientConfig::default()
+        },
+        h.now,
+        0,
+    );
+    let first = h
+        .client
+        .call(h.now, Call::QueryRoute { topic: "T".into() }, None);
+    let (conn, addr) = connect_of(&h.outputs()[0]);
+    assert_eq!(addr, "10.0.0.1:9876");
+    let out = h.input(Input::ConnectFailed(conn, "refused".into()));
+    assert!(matches!(&out[..], [Output::Reply { call, result: Err(_) }] if *call == first));
+    h.client
+        .call(h.now, Call::QueryRoute { topic: "T".into() }, None);
+    let (_, addr) = connect_of(&h.outputs()[0]);
+    assert_eq!(addr, "10.0.0.2:9876");
+}
+
+#[test]
+fn producers_heartbeat_at_once_then_every_30_s_and_unregister() {
+    let mut h = Harness::new();
+    h.client
+        .call(h.now, Call::RegisterProducer { group: "pg".into() }, None);
+    let out = h.outputs();
+    assert!(
+        matches!(
+            &out[..],
+            [Output::Reply {
+                result: Ok(Reply::Done),
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    // No broker is known yet; the first route brings one, which gets a heartbeat.
+    let (broker, sent) = send_until_broker(&mut h, None, route());
+    let heartbeat = |h: &mut Harness| -> Vec<RemotingCommand> {
+        h.outputs()
+            .iter()
+            .filter_map(|o| match o {
+                Output::Transmit { .. } => Some(request_of(o).1),
+                _ => None,
+            })
+            .filter(|c| c.request_code() == RequestCode::HEART_BEAT)
+            .collect()
+    };
+    let beats: Vec<&RemotingCommand> = sent
+        .iter()
+        .filter(|c| c.request_code() == RequestCode::HEART_BEAT)
+        .collect();
+    assert_eq!(beats.len(), 1, "one heartbeat to the new broker");
+    let hb = HeartbeatData::decode(&beats[0].body).unwrap();
+    assert_eq!(hb.client_id, h.client.client_id());
+    assert_eq!(hb.producer_data_set[0].group_name, "pg");
+    assert!(h.client.client_id().starts_with("127.0.0.1@"));
+    let opaque = beats[0].opaque;
+    h.respond(broker, ok(opaque));
+
+    h.now += Duration::from_secs(30);
+    h.client.handle_input(h.now, Input::Timeout);
+    assert_eq!(heartbeat(&mut h).len(), 1, "and again 30 s later");
+
+    h.client
+        .call(h.now, Call::UnregisterProducer { group: "pg".into() }, None);
+    let unregister: Vec<RemotingCommand> = h
+        .outputs()
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { .. } => Some(request_of(o).1),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unregister.len(), 1);
+    assert_eq!(unregister[0].request_code(), RequestCode::UNREGISTER_CLIENT);
+    let header: UnregisterClientRequestHeader = unregister[0].header().unwrap();
+    assert_eq!(header.producer_group.as_deref(), Some("pg"));
+}
+
+#[test]
+fn reconnects_back_off_and_the_backoff_doubles() {
+    let mut h = Harness::new();
+    let (broker, _) = send_until_broker(&mut h, None, route());
+    h.input(Input::Closed(broker));
+    let send = |h: &mut Harness| {
+        let message = Message::new("T", &b"z"[..]);
+        h.client.call(
+            h.now,
+            Call::Send {
+                group: "pg".into(),
+                message,
+                queue: None,
+            },
+            Some(Duration::from_secs(10)),
+        );
+        h.outputs()
+    };
+    assert!(send(&mut h).is_empty(), "no connect inside the backoff");
+    assert_eq!(
+        h.client.poll_timeout(),
+        Some(h.now + Duration::from_millis(100))
+    );
+    let out = h.advance(Duration::from_millis(100));
+    let (conn, addr) = connect_of(&out[0]);
+    assert_eq!(addr, BROKER);
+    // That connect fails too: the next waits twice as long.
+    let out = h.input(Input::ConnectFailed(conn, "refused".into()));
+    assert!(matches!(
+        &out[..],
+        [Output::Reply {
+            result: Err(ClientError::ConnectFailed { .. }),
+            ..
+        }]
+    ));
+    assert!(send(&mut h).is_empty());
+    assert!(h.advance(Duration::from_millis(199)).is_empty());
+    let out = h.advance(Duration::from_millis(1));
+    let (conn, _) = connect_of(&out[0]);
+    // Once connected, the queued send goes out and the backoff resets.
+    let out = h.input(Input::Connected(conn));
+    assert_eq!(
+        request_of(&out[0]).1.request_code(),
+        RequestCode::SEND_MESSAGE_V2
+    );
 }
