@@ -25,6 +25,7 @@ use tracing::{debug, trace, warn};
 
 use crate::connection::{ConnId, Connections, Route};
 use crate::error::ClientError;
+use crate::producer::{self, retryable, QueueSelector, Selection};
 use crate::protocol::body::{HeartbeatData, ProducerData, TopicRouteData};
 use crate::protocol::code::{LanguageCode, RequestCode, ResponseCode};
 use crate::protocol::command::{RemotingCommand, CLIENT_VERSION};
@@ -39,9 +40,6 @@ use crate::protocol::message::{
     self, property, DecodeOptions, Message, MessageExt, UniqueIdGenerator,
 };
 use crate::protocol::MessageQueue;
-
-/// Largest body a producer sends (Java's `maxMessageSize`, 4 MiB).
-pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
 /// Identifies a user call. Chosen by the core when the call starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,6 +87,12 @@ pub struct ClientConfig {
     pub reconnect_backoff: Duration,
     /// Longest wait before reconnecting.
     pub reconnect_backoff_max: Duration,
+    /// Extra attempts of a failed send on another broker (Java's 2); oneway
+    /// sends are never retried.
+    pub send_retries: u32,
+    /// Seed of the client's random choices (the random queue selector); 0 takes
+    /// the per-process salt.
+    pub seed: u64,
 }
 
 impl Default for ClientConfig {
@@ -112,6 +116,8 @@ impl Default for ClientConfig {
             heartbeat_interval: Duration::from_secs(30),
             reconnect_backoff: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(5),
+            send_retries: crate::producer::SEND_RETRIES,
+            seed: 0,
         }
     }
 }
@@ -140,14 +146,33 @@ pub enum Call {
         /// The topic.
         topic: String,
     },
-    /// Send one message and wait until the broker stored it.
+    /// Send one message and wait until the broker stored it, trying other
+    /// brokers on failure.
     Send {
         /// Producer group.
         group: String,
         /// The message.
         message: Message,
-        /// The queue to send to; `None` picks the next writable queue in turn.
-        queue: Option<MessageQueue>,
+        /// How to pick the queue.
+        selector: QueueSelector,
+    },
+    /// Send one message without waiting for the broker (no result, no retry).
+    SendOneway {
+        /// Producer group.
+        group: String,
+        /// The message.
+        message: Message,
+        /// How to pick the queue.
+        selector: QueueSelector,
+    },
+    /// Send messages of one topic as one batch, stored in one queue.
+    SendBatch {
+        /// Producer group.
+        group: String,
+        /// The messages.
+        messages: Vec<Message>,
+        /// How to pick the queue.
+        selector: QueueSelector,
     },
     /// Register a producer group: heartbeats carry it from now on, starting at once.
     RegisterProducer {
@@ -334,11 +359,63 @@ struct InFlight {
 /// How to read the response of a request.
 #[derive(Debug)]
 enum Expect {
-    Route { topic: String },
-    Send { queue: MessageQueue, msg_id: String },
+    Route {
+        topic: String,
+    },
+    Send {
+        queue: MessageQueue,
+        state: Box<SendState>,
+    },
     Pull,
     Heartbeat,
     Unregister,
+}
+
+/// A send as the call gave it.
+#[derive(Debug)]
+struct Send {
+    group: String,
+    messages: Vec<Message>,
+    selector: QueueSelector,
+    kind: SendKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SendKind {
+    Single,
+    Oneway,
+    Batch,
+}
+
+/// A prepared send, kept until it succeeds or runs out of attempts.
+#[derive(Debug)]
+struct SendState {
+    call: CallId,
+    group: String,
+    topic: String,
+    selector: QueueSelector,
+    kind: SendKind,
+    body: Bytes,
+    sys_flag: i32,
+    properties: String,
+    flag: i32,
+    msg_id: String,
+    attempts_left: u32,
+    last_broker: Option<String>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Call {
+    /// The topic whose route the call needs, if it needs one.
+    fn topic(&self) -> Option<&str> {
+        match self {
+            Self::Send { message, .. } | Self::SendOneway { message, .. } => Some(&message.topic),
+            Self::SendBatch { messages, .. } => messages.first().map(|m| m.topic.as_str()),
+            Self::Pull { queue, .. } => Some(&queue.topic),
+            _ => None,
+        }
+    }
 }
 
 /// A call waiting for a route before it can go out.
@@ -363,7 +440,7 @@ pub struct Client {
     deadlines: BTreeMap<(Instant, i32), ()>,
     routes: HashMap<String, TopicRouteData>,
     parked: HashMap<String, Vec<Parked>>,
-    round_robin: HashMap<String, usize>,
+    selection: Selection,
     ids: UniqueIdGenerator,
     outputs: VecDeque<Output>,
     client_id: String,
@@ -388,6 +465,10 @@ impl Client {
         let client_id = config.client_id();
         let route_refresh_at = now + config.route_refresh_interval;
         let conns = Connections::new(config.reconnect_backoff, config.reconnect_backoff_max);
+        let selection = Selection::new(match config.seed {
+            0 => (u64::from(config.id_salt as u32) << 1) | 1,
+            seed => seed,
+        });
         Self {
             config,
             start: now,
@@ -400,7 +481,7 @@ impl Client {
             deadlines: BTreeMap::new(),
             routes: HashMap::new(),
             parked: HashMap::new(),
-            round_robin: HashMap::new(),
+            selection,
             ids,
             outputs: VecDeque::new(),
             client_id,
@@ -562,15 +643,10 @@ impl Client {
                 }
                 self.reply(id, Ok(Reply::Done));
             }
-            Call::Send { .. } | Call::Pull { .. } => {
-                let topic = match &call {
-                    Call::Send { message, queue, .. } => {
-                        queue.as_ref().map_or(&message.topic, |q| &q.topic)
-                    }
-                    Call::Pull { queue, .. } => &queue.topic,
-                    _ => unreachable!("handled above"),
-                }
-                .clone();
+            call => {
+                let Some(topic) = call.topic().map(str::to_owned) else {
+                    return;
+                };
                 if self.routes.contains_key(&topic) {
                     self.issue(now, id, call, deadline, timeout);
                 } else {
@@ -640,8 +716,42 @@ impl Client {
             Call::Send {
                 group,
                 message,
-                queue,
-            } => self.send_message(now, id, group, message, queue, deadline, timeout),
+                selector,
+            } => {
+                let send = Send {
+                    group,
+                    messages: vec![message],
+                    selector,
+                    kind: SendKind::Single,
+                };
+                self.start_send(now, id, send, deadline, timeout);
+            }
+            Call::SendOneway {
+                group,
+                message,
+                selector,
+            } => {
+                let send = Send {
+                    group,
+                    messages: vec![message],
+                    selector,
+                    kind: SendKind::Oneway,
+                };
+                self.start_send(now, id, send, deadline, timeout);
+            }
+            Call::SendBatch {
+                group,
+                messages,
+                selector,
+            } => {
+                let send = Send {
+                    group,
+                    messages,
+                    selector,
+                    kind: SendKind::Batch,
+                };
+                self.start_send(now, id, send, deadline, timeout);
+            }
             Call::Pull {
                 group,
                 queue,
@@ -686,103 +796,217 @@ impl Client {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn send_message(
+    /// Prepares a send once (unique ids, compression, properties) and makes its
+    /// first attempt.
+    fn start_send(
         &mut self,
         now: Instant,
         id: CallId,
-        group: String,
-        mut message: Message,
-        queue: Option<MessageQueue>,
+        send: Send,
         deadline: Instant,
         timeout: Duration,
     ) {
-        let Some(route) = self.routes.get(&message.topic) else {
-            self.reply(id, Err(ClientError::TopicNotFound(message.topic)));
+        let born = self.wall_ms(now);
+        let Send {
+            group,
+            mut messages,
+            selector,
+            kind,
+        } = send;
+        for m in &mut messages {
+            if m.unique_id().is_none() {
+                let uniq = self.ids.next_id(born);
+                m.properties
+                    .insert(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.to_owned(), uniq);
+            }
+        }
+        let msg_id = messages
+            .iter()
+            .filter_map(Message::unique_id)
+            .collect::<Vec<_>>()
+            .join(",");
+        let topic = messages[0].topic.clone();
+        let (body, sys_flag, properties, flag) = if kind == SendKind::Batch {
+            let mut body = BytesMut::new();
+            if let Err(e) = message::encode_batch(&messages, &mut body) {
+                self.reply(id, Err(ClientError::InvalidMessage(e.to_string())));
+                return;
+            }
+            // The batch's own properties: WAIT only. Java also gives the batch a
+            // unique id, but the broker appends the batch's properties to every
+            // message it stores, so each message would then read back with the
+            // batch's id instead of its own.
+            let batch = Message::new(topic.clone(), Bytes::new());
+            (body.freeze(), 0, batch.properties_string(), 0)
+        } else {
+            let m = &messages[0];
+            let mut body = m.body.clone();
+            let mut sys_flag = 0;
+            if let Some(threshold) = self.config.compress_over {
+                if body.len() >= threshold {
+                    match self
+                        .config
+                        .compression
+                        .compress(&body, self.config.compression_level)
+                    {
+                        Ok(compressed) => {
+                            body = compressed;
+                            sys_flag |= self.config.compression.sys_flag();
+                        }
+                        Err(e) => warn!(error = %e, "compression failed; sending the body as is"),
+                    }
+                }
+            }
+            (body, sys_flag, m.properties_string(), m.flag)
+        };
+        let attempts = match kind {
+            SendKind::Oneway => 1,
+            _ => 1 + self.config.send_retries,
+        };
+        let state = SendState {
+            call: id,
+            group,
+            topic,
+            selector,
+            kind,
+            body,
+            sys_flag,
+            properties,
+            flag,
+            msg_id,
+            attempts_left: attempts,
+            last_broker: None,
+            deadline,
+            timeout,
+        };
+        self.attempt_send(now, Box::new(state));
+    }
+
+    /// Sends one attempt of a prepared send to a queue its selector picks.
+    fn attempt_send(&mut self, now: Instant, mut state: Box<SendState>) {
+        let queues = self
+            .routes
+            .get(&state.topic)
+            .map(|r| r.publish_queues(&state.topic))
+            .unwrap_or_default();
+        let usable = |broker: &str| {
+            self.routes
+                .get(&state.topic)
+                .and_then(|r| r.master_addr(broker))
+                .is_some_and(|addr| self.conns.usable(addr, now))
+        };
+        let picked = self.selection.select(
+            now,
+            &state.topic,
+            &queues,
+            &state.selector,
+            state.last_broker.as_deref(),
+            usable,
+        );
+        let Some(queue) = picked else {
+            let why = format!("topic {} has no writable queue", state.topic);
+            self.reply(state.call, Err(ClientError::NoQueue(why)));
             return;
         };
-        let queue = match queue {
-            Some(q) => q,
-            None => {
-                let queues = route.publish_queues(&message.topic);
-                if queues.is_empty() {
-                    self.reply(
-                        id,
-                        Err(ClientError::NoQueue(format!(
-                            "topic {} has no writable queue",
-                            message.topic
-                        ))),
-                    );
-                    return;
-                }
-                let turn = self.round_robin.entry(message.topic.clone()).or_default();
-                *turn = turn.wrapping_add(1);
-                queues[*turn % queues.len()].clone()
-            }
-        };
-        let Some(addr) = route.master_addr(&queue.broker_name).map(str::to_owned) else {
+        let Some(addr) = self
+            .routes
+            .get(&state.topic)
+            .and_then(|r| r.master_addr(&queue.broker_name))
+            .map(str::to_owned)
+        else {
             self.reply(
-                id,
+                state.call,
                 Err(ClientError::NoQueue(format!("no master for {queue}"))),
             );
             return;
         };
-        let born = self.wall_ms(now);
-        let msg_id = match message.unique_id() {
-            Some(id) => id.to_owned(),
-            None => {
-                let id = self.ids.next_id(born);
-                message.properties.insert(
-                    property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.to_owned(),
-                    id.clone(),
-                );
-                id
-            }
-        };
-        let mut sys_flag = 0;
-        let mut body = message.body.clone();
-        if let Some(threshold) = self.config.compress_over {
-            if body.len() >= threshold {
-                match self
-                    .config
-                    .compression
-                    .compress(&body, self.config.compression_level)
-                {
-                    Ok(compressed) => {
-                        body = compressed;
-                        sys_flag |= self.config.compression.sys_flag();
-                    }
-                    Err(e) => warn!(error = %e, "compression failed; sending the body as is"),
-                }
-            }
-        }
+        state.attempts_left -= 1;
+        state.last_broker = Some(queue.broker_name.clone());
         let header = SendMessageRequestHeaderV2(SendMessageRequestHeader {
-            producer_group: group,
-            topic: message.topic.clone(),
+            producer_group: state.group.clone(),
+            topic: state.topic.clone(),
             default_topic: "TBW102".into(),
             default_topic_queue_nums: 4,
             queue_id: queue.queue_id,
-            sys_flag,
-            born_timestamp: born,
-            flag: message.flag,
-            properties: Some(message.properties_string()),
+            sys_flag: state.sys_flag,
+            born_timestamp: self.wall_ms(now),
+            flag: state.flag,
+            properties: Some(state.properties.clone()),
             reconsume_times: Some(0),
             unit_mode: Some(false),
-            batch: Some(false),
+            batch: Some(state.kind == SendKind::Batch),
             max_reconsume_times: None,
             broker_name: Some(queue.broker_name.clone()),
         });
-        let request = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2, 0)
+        let code = match state.kind {
+            SendKind::Batch => RequestCode::SEND_BATCH_MESSAGE,
+            _ => RequestCode::SEND_MESSAGE_V2,
+        };
+        let request = RemotingCommand::request(code, 0)
             .with_header(&header)
-            .with_body(body);
+            .with_body(state.body.clone());
+        if state.kind == SendKind::Oneway {
+            let call = state.call;
+            self.send_oneway(&addr, request.with_oneway());
+            self.reply(call, Ok(Reply::Done));
+            return;
+        }
+        let (deadline, timeout) = (state.deadline, state.timeout);
         self.send_request(
-            Some(id),
+            None,
             &addr,
             request,
-            Expect::Send { queue, msg_id },
+            Expect::Send { queue, state },
             deadline,
             timeout,
         );
+    }
+
+    /// A send attempt failed: try another broker while attempts and time remain,
+    /// else complete the call with `error`. The failed broker is passed over for a
+    /// while, and the topic's route is asked for again at once.
+    fn retry_send(&mut self, now: Instant, state: Box<SendState>, error: ClientError) {
+        if let Some(broker) = &state.last_broker {
+            self.selection.failed(broker, now);
+        }
+        if !self.route_queries.contains(&state.topic) {
+            let timeout = self.config.request_timeout;
+            self.query_route(None, state.topic.clone(), now + timeout, timeout);
+        }
+        if state.attempts_left > 0 && now < state.deadline {
+            debug!(topic = %state.topic, error = %error, "send failed; trying another broker");
+            self.attempt_send(now, state);
+        } else {
+            self.reply(state.call, Err(error));
+        }
+    }
+
+    /// Writes a oneway request: nothing waits for an answer.
+    fn send_oneway(&mut self, addr: &str, mut request: RemotingCommand) {
+        self.next_opaque = self.next_opaque.wrapping_add(1);
+        request.opaque = self.next_opaque;
+        request.language = self.config.language;
+        request.version = CLIENT_VERSION;
+        let mut buf = BytesMut::new();
+        if let Err(e) = request.encode(
+            self.config.serialize_type,
+            self.config.max_frame_len,
+            &mut buf,
+        ) {
+            warn!(error = %e, "oneway request not encodable; dropped");
+            return;
+        }
+        match self
+            .conns
+            .send(self.last_now, addr, buf.freeze(), self.config.max_frame_len)
+        {
+            Route::Connect(conn) => self.outputs.push_back(Output::Connect {
+                conn,
+                addr: addr.to_owned(),
+            }),
+            Route::Queued(_) => {}
+            Route::Transmit(conn, data) => self.outputs.push_back(Output::Transmit { conn, data }),
+        }
     }
 
     fn send_request(
@@ -853,7 +1077,15 @@ impl Client {
         self.deadlines.remove(&(req.deadline, cmd.opaque));
         let result = match req.kind {
             Expect::Route { topic } => self.on_route(now, topic, &cmd),
-            Expect::Send { queue, msg_id } => on_send(queue, msg_id, &cmd),
+            Expect::Send { queue, state } => {
+                match on_send(queue, &state.msg_id, &cmd) {
+                    Err(ClientError::Remote { code, remark }) if retryable(code) => {
+                        self.retry_send(now, state, ClientError::Remote { code, remark });
+                    }
+                    result => self.reply(state.call, result),
+                }
+                return;
+            }
             Expect::Pull => on_pull(&cmd, &self.config.decode),
             Expect::Heartbeat | Expect::Unregister => match cmd.response_code() {
                 ResponseCode::SUCCESS => Ok(Reply::Done),
@@ -1085,6 +1317,10 @@ impl Client {
     /// the next name server and fails the calls parked behind it.
     fn fail_request(&mut self, opaque: i32, req: InFlight, error: ClientError) {
         self.deadlines.remove(&(req.deadline, opaque));
+        if let Expect::Send { state, .. } = req.kind {
+            self.retry_send(self.last_now, state, error);
+            return;
+        }
         if let Expect::Route { topic } = &req.kind {
             self.route_queries.remove(topic);
             self.name_server = self.name_server.wrapping_add(1);
@@ -1110,18 +1346,13 @@ impl Client {
 
 /// Checks a call before anything goes out.
 fn validate(call: &Call) -> Result<(), ClientError> {
-    if let Call::Send { message, .. } = call {
-        // The broker fails on an empty body (Java reads it as null), and the Java
-        // client refuses one, as it refuses bodies over its 4 MiB maximum.
-        if message.body.is_empty() || message.body.len() > MAX_MESSAGE_SIZE {
-            let why = format!(
-                "body of {} bytes (must be 1..={MAX_MESSAGE_SIZE})",
-                message.body.len()
-            );
-            return Err(ClientError::InvalidMessage(why));
+    match call {
+        Call::Send { message, .. } | Call::SendOneway { message, .. } => {
+            producer::validate(message)
         }
+        Call::SendBatch { messages, .. } => producer::validate_batch(messages),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn remote(code: ResponseCode, cmd: &RemotingCommand) -> ClientError {
@@ -1131,11 +1362,7 @@ fn remote(code: ResponseCode, cmd: &RemotingCommand) -> ClientError {
     }
 }
 
-fn on_send(
-    queue: MessageQueue,
-    msg_id: String,
-    cmd: &RemotingCommand,
-) -> Result<Reply, ClientError> {
+fn on_send(queue: MessageQueue, msg_id: &str, cmd: &RemotingCommand) -> Result<Reply, ClientError> {
     let status = match cmd.response_code() {
         ResponseCode::SUCCESS => SendStatus::Ok,
         ResponseCode::FLUSH_DISK_TIMEOUT => SendStatus::FlushDiskTimeout,
@@ -1148,7 +1375,7 @@ fn on_send(
         .map_err(|e| ClientError::BadResponse(e.to_string()))?;
     Ok(Reply::Sent(SendResult {
         status,
-        msg_id,
+        msg_id: msg_id.to_owned(),
         offset_msg_id: header.msg_id,
         queue: MessageQueue {
             queue_id: header.queue_id,

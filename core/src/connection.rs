@@ -122,6 +122,12 @@ impl Connections {
         route
     }
 
+    /// Whether a connection to `addr` may be made (or exists) now: the address is
+    /// not waiting out a reconnect backoff.
+    pub(crate) fn usable(&self, addr: &str, now: Instant) -> bool {
+        self.backoff.get(addr).is_none_or(|b| b.not_before <= now)
+    }
+
     /// When the next delayed connection is due, if any.
     pub(crate) fn next_connect(&self) -> Option<Instant> {
         self.conns

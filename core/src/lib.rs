@@ -65,6 +65,7 @@ pub mod driver;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod producer;
 pub mod protocol;
 
 pub use client::{
@@ -74,3 +75,4 @@ pub use client::{
 pub use connection::ConnId;
 pub use driver::{Driver, Io};
 pub use error::ClientError;
+pub use producer::QueueSelector;

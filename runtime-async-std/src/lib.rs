@@ -36,7 +36,7 @@ use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 pub use rocketmq_core as core;
 pub use rocketmq_core::protocol::message::{Message, MessageExt};
 pub use rocketmq_core::{
-    ClientConfig, ClientError, PullResult, PullStatus, SendResult, SendStatus,
+    ClientConfig, ClientError, PullResult, PullStatus, QueueSelector, SendResult, SendStatus,
 };
 
 /// Size of each socket read.
@@ -103,7 +103,7 @@ impl Client {
         let call = Call::Send {
             group: group.into(),
             message,
-            queue: None,
+            selector: QueueSelector::RoundRobin,
         };
         self.call(call, None).await?.into_sent()
     }
@@ -118,7 +118,47 @@ impl Client {
         let call = Call::Send {
             group: group.into(),
             message,
-            queue: Some(queue),
+            selector: QueueSelector::Queue(queue),
+        };
+        self.call(call, None).await?.into_sent()
+    }
+
+    /// Sends a message to the queue `selector` picks (round robin, random, by
+    /// key hash as Java's `SelectMessageQueueByHash`, or a given queue).
+    pub async fn send_with(
+        &self,
+        group: &str,
+        message: Message,
+        selector: QueueSelector,
+    ) -> Result<SendResult, ClientError> {
+        let call = Call::Send {
+            group: group.into(),
+            message,
+            selector,
+        };
+        self.call(call, None).await?.into_sent()
+    }
+
+    /// Sends a message without waiting for the broker: no result, no retry.
+    pub async fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
+        let call = Call::SendOneway {
+            group: group.into(),
+            message,
+            selector: QueueSelector::RoundRobin,
+        };
+        self.call(call, None).await.map(|_| ())
+    }
+
+    /// Sends messages of one topic as one batch to the next writable queue.
+    pub async fn send_batch(
+        &self,
+        group: &str,
+        messages: Vec<Message>,
+    ) -> Result<SendResult, ClientError> {
+        let call = Call::SendBatch {
+            group: group.into(),
+            messages,
+            selector: QueueSelector::RoundRobin,
         };
         self.call(call, None).await?.into_sent()
     }

@@ -6,10 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rocketmq_core::protocol::body::java_string_hash;
 use rocketmq_core::protocol::body::TopicRouteData;
 use rocketmq_core::protocol::message::{property, Message, MessageExt};
 use rocketmq_core::protocol::MessageQueue;
-use rocketmq_core::{ClientConfig, ClientError, PullResult, PullStatus, SendResult, SendStatus};
+use rocketmq_core::{
+    ClientConfig, ClientError, PullResult, PullStatus, QueueSelector, SendResult, SendStatus,
+};
 
 /// A runtime's client behind the calls the suite makes.
 pub trait Runtime: Sized {
@@ -21,6 +24,17 @@ pub trait Runtime: Sized {
     fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError>;
     /// Sends to the next writable queue.
     fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError>;
+    /// Sends to the queue the selector picks.
+    fn send_with(
+        &self,
+        group: &str,
+        message: Message,
+        selector: QueueSelector,
+    ) -> Result<SendResult, ClientError>;
+    /// Sends without waiting for the broker.
+    fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError>;
+    /// Sends a batch.
+    fn send_batch(&self, group: &str, messages: Vec<Message>) -> Result<SendResult, ClientError>;
     /// Pulls once.
     fn pull(
         &self,
@@ -56,6 +70,21 @@ impl Runtime for Tokio {
     fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
         self.rt.block_on(self.client.send(group, message))
     }
+    fn send_with(
+        &self,
+        group: &str,
+        message: Message,
+        selector: QueueSelector,
+    ) -> Result<SendResult, ClientError> {
+        self.rt
+            .block_on(self.client.send_with(group, message, selector))
+    }
+    fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
+        self.rt.block_on(self.client.send_oneway(group, message))
+    }
+    fn send_batch(&self, group: &str, messages: Vec<Message>) -> Result<SendResult, ClientError> {
+        self.rt.block_on(self.client.send_batch(group, messages))
+    }
     fn pull(
         &self,
         group: &str,
@@ -87,6 +116,20 @@ impl Runtime for AsyncStd {
     fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
         async_std::task::block_on(self.0.send(group, message))
     }
+    fn send_with(
+        &self,
+        group: &str,
+        message: Message,
+        selector: QueueSelector,
+    ) -> Result<SendResult, ClientError> {
+        async_std::task::block_on(self.0.send_with(group, message, selector))
+    }
+    fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
+        async_std::task::block_on(self.0.send_oneway(group, message))
+    }
+    fn send_batch(&self, group: &str, messages: Vec<Message>) -> Result<SendResult, ClientError> {
+        async_std::task::block_on(self.0.send_batch(group, messages))
+    }
     fn pull(
         &self,
         group: &str,
@@ -117,6 +160,20 @@ impl Runtime for Smol {
     fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
         smol::block_on(self.0.send(group, message))
     }
+    fn send_with(
+        &self,
+        group: &str,
+        message: Message,
+        selector: QueueSelector,
+    ) -> Result<SendResult, ClientError> {
+        smol::block_on(self.0.send_with(group, message, selector))
+    }
+    fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
+        smol::block_on(self.0.send_oneway(group, message))
+    }
+    fn send_batch(&self, group: &str, messages: Vec<Message>) -> Result<SendResult, ClientError> {
+        smol::block_on(self.0.send_batch(group, messages))
+    }
     fn pull(
         &self,
         group: &str,
@@ -144,6 +201,20 @@ impl Runtime for Blocking {
     }
     fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
         self.0.send(group, message)
+    }
+    fn send_with(
+        &self,
+        group: &str,
+        message: Message,
+        selector: QueueSelector,
+    ) -> Result<SendResult, ClientError> {
+        self.0.send_with(group, message, selector)
+    }
+    fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
+        self.0.send_oneway(group, message)
+    }
+    fn send_batch(&self, group: &str, messages: Vec<Message>) -> Result<SendResult, ClientError> {
+        self.0.send_batch(group, messages)
     }
     fn pull(
         &self,
@@ -475,4 +546,102 @@ pub fn pull_java_messages<R: Runtime>(namesrv: &str, topic: &str, sent: &[JavaSe
     }
     client.shutdown();
     compressed
+}
+
+/// Pulls a whole queue from offset 0 to its end.
+pub fn pull_all<R: Runtime>(client: &R, group: &str, queue: &MessageQueue) -> Vec<MessageExt> {
+    let mut offset = 0;
+    let mut out = Vec::new();
+    loop {
+        let r = client
+            .pull(group, queue.clone(), offset, 32)
+            .unwrap_or_else(|e| panic!("{}: pull {queue} failed: {e}", R::NAME));
+        if r.status != PullStatus::Found {
+            return out;
+        }
+        offset = r.next_begin_offset;
+        out.extend(r.messages);
+    }
+}
+
+/// The other ways to send: by key hash (every key's messages in the queue Java's
+/// hash selector picks), oneway, and as a batch (contiguous offsets in one queue).
+pub fn send_kinds<R: Runtime>(namesrv: &str, topic: &str) {
+    let client = R::start(config(namesrv));
+    let group = format!("send-kinds-{}", R::NAME);
+    let queues = client
+        .query_route(topic)
+        .expect("route")
+        .publish_queues(topic);
+    assert_eq!(queues.len(), 4);
+    for i in 0..20 {
+        let key = format!("customer-{}", i % 4);
+        let message = Message::new(topic, format!("hash {i}")).with_keys([key.clone()]);
+        let r = client
+            .send_with(&group, message, QueueSelector::Hash(key.clone()))
+            .unwrap_or_else(|e| panic!("{}: hash send failed: {e}", R::NAME));
+        let want = (java_string_hash(&key) % 4).unsigned_abs() as usize;
+        assert_eq!(
+            r.queue,
+            queues[want],
+            "{}: {key} lands where Java's hash selector puts it",
+            R::NAME
+        );
+    }
+    for i in 0..10 {
+        client
+            .send_oneway(&group, Message::new(topic, format!("oneway {i}")))
+            .unwrap_or_else(|e| panic!("{}: oneway send failed: {e}", R::NAME));
+    }
+    let batch: Vec<Message> = (0..5)
+        .map(|i| Message::new(topic, format!("batch {i}")))
+        .collect();
+    let r = client
+        .send_batch(&group, batch)
+        .unwrap_or_else(|e| panic!("{}: batch failed: {e}", R::NAME));
+    assert_eq!(r.msg_id.split(',').count(), 5);
+
+    // Oneway sends have no result: poll (bounded) until the broker shows all ten.
+    let started = Instant::now();
+    let all = loop {
+        let all: Vec<MessageExt> = queues
+            .iter()
+            .flat_map(|q| pull_all(&client, &group, q))
+            .collect();
+        let oneway = all.iter().filter(|m| m.body.starts_with(b"oneway")).count();
+        if oneway == 10 || started.elapsed() > Duration::from_secs(10) {
+            break all;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let bodies = |prefix: &[u8]| all.iter().filter(|m| m.body.starts_with(prefix)).count();
+    assert_eq!(bodies(b"hash"), 20, "{}", R::NAME);
+    assert_eq!(
+        bodies(b"oneway"),
+        10,
+        "{}: every oneway message stored",
+        R::NAME
+    );
+    let batch: Vec<&MessageExt> = all
+        .iter()
+        .filter(|m| m.body.starts_with(b"batch"))
+        .collect();
+    assert_eq!(batch.len(), 5, "{}", R::NAME);
+    for (i, m) in batch.iter().enumerate() {
+        assert_eq!(
+            m.queue_id,
+            r.queue.queue_id,
+            "{}: a batch is stored in one queue",
+            R::NAME
+        );
+        assert_eq!(
+            m.queue_offset,
+            r.queue_offset + i as i64,
+            "{}: at contiguous offsets",
+            R::NAME
+        );
+        assert_eq!(&m.body[..], format!("batch {i}").as_bytes());
+        assert_eq!(Some(m.msg_id().as_str()), r.msg_id.split(',').nth(i));
+    }
+    client.shutdown();
 }

@@ -44,6 +44,33 @@ fn round_trip_blocking() {
     round_trip::<Blocking>();
 }
 
+fn send_kinds<R: Runtime>() {
+    let cluster = harness::shared();
+    let topic = format!("SendKinds-{}", R::NAME);
+    cluster.create_topic(&topic, 4).expect("create topic");
+    conformance::send_kinds::<R>(&cluster.namesrv_addr(), &topic);
+}
+
+#[test]
+fn send_kinds_tokio() {
+    send_kinds::<Tokio>();
+}
+
+#[test]
+fn send_kinds_async_std() {
+    send_kinds::<AsyncStd>();
+}
+
+#[test]
+fn send_kinds_smol() {
+    send_kinds::<Smol>();
+}
+
+#[test]
+fn send_kinds_blocking() {
+    send_kinds::<Blocking>();
+}
+
 /// Messages the Java client wrote with each compression type, pulled and decoded
 /// by every runtime.
 #[test]

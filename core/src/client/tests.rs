@@ -1,10 +1,12 @@
 //! The client driven by scripted frames and a virtual clock: no sockets.
 
 use super::*;
+use crate::producer::MAX_MESSAGE_SIZE;
 use crate::protocol::body::{BrokerData, HeartbeatData, QueueData, PERM_READ, PERM_WRITE};
 use crate::protocol::frame::decode_frame;
 use crate::protocol::header::CommandHeader;
 use crate::protocol::header::UnregisterClientRequestHeader;
+use crate::protocol::message;
 use crate::protocol::message::{encode_stored, MessageVersion, Properties};
 
 const NS: &str = "127.0.0.1:9876";
@@ -164,7 +166,7 @@ fn send_waits_for_the_route_then_goes_to_the_master() {
         Call::Send {
             group: "pg".into(),
             message,
-            queue: None,
+            selector: QueueSelector::RoundRobin,
         },
         None,
     );
@@ -378,7 +380,7 @@ fn empty_and_oversized_bodies_are_refused_before_anything_is_sent() {
             Call::Send {
                 group: "pg".into(),
                 message: Message::new("T", body),
-                queue: None,
+                selector: QueueSelector::RoundRobin,
             },
             None,
         );
@@ -399,7 +401,7 @@ fn a_failed_connect_fails_the_calls_waiting_for_it() {
         Call::Send {
             group: "pg".into(),
             message,
-            queue: None,
+            selector: QueueSelector::RoundRobin,
         },
         None,
     );
@@ -431,7 +433,7 @@ fn send_until_broker(
         Call::Send {
             group: "pg".into(),
             message,
-            queue: None,
+            selector: QueueSelector::RoundRobin,
         },
         None,
     );
@@ -482,7 +484,7 @@ fn routes_are_refreshed_and_a_moved_broker_is_followed() {
         Call::Send {
             group: "pg".into(),
             message,
-            queue: None,
+            selector: QueueSelector::RoundRobin,
         },
         None,
     );
@@ -577,6 +579,15 @@ fn producers_heartbeat_at_once_then_every_30_s_and_unregister() {
 #[test]
 fn reconnects_back_off_and_the_backoff_doubles() {
     let mut h = Harness::new();
+    // No retries: each failure shows up as the call's result.
+    h.client = Client::new(
+        ClientConfig {
+            send_retries: 0,
+            ..ClientConfig::default()
+        },
+        h.now,
+        0,
+    );
     let (broker, _) = send_until_broker(&mut h, None, route());
     h.input(Input::Closed(broker));
     let send = |h: &mut Harness| {
@@ -586,7 +597,7 @@ fn reconnects_back_off_and_the_backoff_doubles() {
             Call::Send {
                 group: "pg".into(),
                 message,
-                queue: None,
+                selector: QueueSelector::RoundRobin,
             },
             Some(Duration::from_secs(10)),
         );
@@ -618,5 +629,198 @@ fn reconnects_back_off_and_the_backoff_doubles() {
     assert_eq!(
         request_of(&out[0]).1.request_code(),
         RequestCode::SEND_MESSAGE_V2
+    );
+}
+
+fn two_brokers() -> TopicRouteData {
+    let mut r = route();
+    let mut b = r.broker_datas[0].clone();
+    b.broker_name = "broker-b".into();
+    b.broker_addrs.insert(0, "127.0.0.1:20911".into());
+    r.broker_datas.push(b);
+    let mut q = r.queue_datas[0].clone();
+    q.broker_name = "broker-b".into();
+    r.queue_datas.push(q);
+    r
+}
+
+/// Starts a call, answers its route query with `route`, and returns what follows.
+fn with_route(h: &mut Harness, call: Call, route: TopicRouteData) -> (CallId, Vec<Output>) {
+    let id = h.client.call(h.now, call, None);
+    let (ns, _) = connect_of(&h.outputs()[0]);
+    let (_, req) = request_of(&h.input(Input::Connected(ns))[0]);
+    let out = h.respond(ns, ok(req.opaque).with_body(route.encode()));
+    (id, out)
+}
+
+#[test]
+fn a_failed_send_is_retried_on_the_other_broker() {
+    let mut h = Harness::new();
+    let message = Message::new("T", &b"x"[..]);
+    let (call, out) = with_route(
+        &mut h,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            selector: QueueSelector::RoundRobin,
+        },
+        two_brokers(),
+    );
+    let (first, first_addr) = connect_of(&out[0]);
+    let (_, send1) = request_of(&h.input(Input::Connected(first))[0]);
+    // The broker answers SYSTEM_BUSY: retryable.
+    let out = h.respond(
+        first,
+        RemotingCommand::response(
+            ResponseCode::SYSTEM_BUSY,
+            send1.opaque,
+            Some("[REJECTREQUEST]".into()),
+        ),
+    );
+    let connect = out
+        .iter()
+        .find(|o| matches!(o, Output::Connect { .. }))
+        .expect("a second broker");
+    let (second, second_addr) = connect_of(connect);
+    assert_ne!(first_addr, second_addr);
+    let (_, send2) = request_of(&h.input(Input::Connected(second))[0]);
+    let h1 = SendMessageRequestHeaderV2::read(&send1.ext_fields)
+        .unwrap()
+        .0;
+    let h2 = SendMessageRequestHeaderV2::read(&send2.ext_fields)
+        .unwrap()
+        .0;
+    assert_ne!(h1.broker_name, h2.broker_name);
+    assert_eq!(
+        h1.properties, h2.properties,
+        "the same message, same unique id"
+    );
+    // The second attempt's connection drops: one attempt is left, on the first broker.
+    let out = h.input(Input::Closed(second));
+    let (_, send3) = request_of(
+        out.iter()
+            .find(|o| matches!(o, Output::Transmit { .. }))
+            .expect("third attempt"),
+    );
+    let response = ok(send3.opaque).with_header(&SendMessageResponseHeader {
+        msg_id: "X".into(),
+        queue_id: 0,
+        queue_offset: 3,
+        ..SendMessageResponseHeader::default()
+    });
+    let out = h.respond(first, response);
+    assert!(
+        matches!(&out[..], [Output::Reply { call: c, result: Ok(Reply::Sent(r)) }] if *c == call && r.queue_offset == 3),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn errors_that_retrying_cannot_fix_complete_the_call() {
+    let mut h = Harness::new();
+    let message = Message::new("T", &b"x"[..]);
+    let (call, out) = with_route(
+        &mut h,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            selector: QueueSelector::RoundRobin,
+        },
+        two_brokers(),
+    );
+    let (conn, _) = connect_of(&out[0]);
+    let (_, send) = request_of(&h.input(Input::Connected(conn))[0]);
+    let out = h.respond(
+        conn,
+        RemotingCommand::response(
+            ResponseCode::MESSAGE_ILLEGAL,
+            send.opaque,
+            Some("too big".into()),
+        ),
+    );
+    assert!(
+        matches!(&out[..], [Output::Reply { call: c, result: Err(ClientError::Remote { code: ResponseCode::MESSAGE_ILLEGAL, .. }) }] if *c == call),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn oneway_and_batch_sends() {
+    let mut h = Harness::new();
+    let message = Message::new("T", &b"fire"[..]);
+    let (call, out) = with_route(
+        &mut h,
+        Call::SendOneway {
+            group: "pg".into(),
+            message,
+            selector: QueueSelector::RoundRobin,
+        },
+        route(),
+    );
+    assert!(
+        matches!(&out[..], [Output::Connect { .. }, Output::Reply { call: c, result: Ok(Reply::Done) }] if *c == call),
+        "{out:?}"
+    );
+    let (conn, _) = connect_of(&out[0]);
+    let (_, oneway) = request_of(&h.input(Input::Connected(conn))[0]);
+    assert!(oneway.is_oneway());
+    assert_eq!(
+        h.client.poll_timeout(),
+        Some(h.now + Duration::from_secs(30)),
+        "nothing waits for it"
+    );
+
+    let messages: Vec<Message> = (0..3)
+        .map(|i| Message::new("T", format!("m{i}")).with_keys([format!("k{i}")]))
+        .collect();
+    let call = h.client.call(
+        h.now,
+        Call::SendBatch {
+            group: "pg".into(),
+            messages: messages.clone(),
+            selector: QueueSelector::Hash("k".into()),
+        },
+        None,
+    );
+    let (_, batch) = request_of(&h.outputs()[0]);
+    assert_eq!(batch.request_code(), RequestCode::SEND_BATCH_MESSAGE);
+    let header = SendMessageRequestHeaderV2::read(&batch.ext_fields)
+        .unwrap()
+        .0;
+    assert_eq!(header.batch, Some(true));
+    let entries = message::decode_batch(&batch.body).unwrap();
+    assert_eq!(entries.len(), 3);
+    let uniq: Vec<String> = entries
+        .iter()
+        .map(|e| e.properties.get("UNIQ_KEY").unwrap().to_owned())
+        .collect();
+    let response = ok(batch.opaque).with_header(&SendMessageResponseHeader {
+        msg_id: "A,B,C".into(),
+        queue_id: header.queue_id,
+        queue_offset: 10,
+        ..SendMessageResponseHeader::default()
+    });
+    let out = h.respond(conn, response);
+    match &out[..] {
+        [Output::Reply {
+            call: c,
+            result: Ok(Reply::Sent(r)),
+        }] => {
+            assert_eq!(*c, call);
+            assert_eq!(r.msg_id, uniq.join(","));
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = h.client.call(
+        h.now,
+        Call::SendBatch {
+            group: "pg".into(),
+            messages: vec![],
+            selector: QueueSelector::RoundRobin,
+        },
+        None,
+    );
+    assert!(
+        matches!(&h.outputs()[..], [Output::Reply { call: c, result: Err(ClientError::InvalidMessage(_)) }] if *c == bad)
     );
 }
