@@ -645,3 +645,107 @@ pub fn send_kinds<R: Runtime>(namesrv: &str, topic: &str) {
     }
     client.shutdown();
 }
+
+/// Sends `count` messages to `topic` from `threads` threads at once, the `i`-th
+/// with `selector(i)`; returns each message and its result, in index order.
+pub fn send_concurrently<R: Runtime + Sync>(
+    client: &R,
+    group: &str,
+    topic: &str,
+    count: usize,
+    threads: usize,
+    selector: impl Fn(usize) -> QueueSelector + Sync,
+) -> Vec<(Message, Result<SendResult, ClientError>)> {
+    let mut results: Vec<Option<(Message, Result<SendResult, ClientError>)>> =
+        (0..count).map(|_| None).collect();
+    let chunks: Vec<&mut [Option<_>]> =
+        results.chunks_mut(count.div_ceil(threads).max(1)).collect();
+    std::thread::scope(|scope| {
+        let mut start = 0;
+        for chunk in chunks {
+            let first = start;
+            start += chunk.len();
+            let selector = &selector;
+            scope.spawn(move || {
+                for (k, slot) in chunk.iter_mut().enumerate() {
+                    let i = first + k;
+                    let message = test_message(topic, i).with_keys([format!("key-{i}")]);
+                    let result = client.send_with(group, message.clone(), selector(i));
+                    *slot = Some((message, result));
+                }
+            });
+        }
+    });
+    results.into_iter().flatten().collect()
+}
+
+/// Every message of `topic` on every broker of `route`, by unique key.
+pub fn pull_topic<R: Runtime>(client: &R, group: &str, topic: &str) -> HashMap<String, MessageExt> {
+    let route = client.query_route(topic).expect("route");
+    route
+        .subscribe_queues(topic)
+        .iter()
+        .flat_map(|q| pull_all(client, group, q))
+        .map(|m| (m.msg_id(), m))
+        .collect()
+}
+
+/// Sends `count` messages with each selector over a two-broker topic (8 threads at
+/// once) and accounts for every one by pulling every queue afterwards: stored
+/// once, byte for byte, in the queue its result named. Returns the sends per
+/// second of each selector.
+pub fn selectors_over_two_brokers<R: Runtime + Sync>(
+    namesrv: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<(String, f64)> {
+    let client = R::start(config(namesrv));
+    let group = format!("selectors-{}", R::NAME);
+    let mut rates = Vec::new();
+    type Choose = fn(usize) -> QueueSelector;
+    let selectors: [(&str, Choose); 3] = [
+        ("round-robin", |_| QueueSelector::RoundRobin),
+        ("random", |_| QueueSelector::Random),
+        ("hash", |i| {
+            QueueSelector::Hash(format!("customer-{}", i % 97))
+        }),
+    ];
+    let mut all_sent: HashMap<String, (Message, SendResult)> = HashMap::new();
+    for (name, selector) in selectors {
+        let started = Instant::now();
+        let results = send_concurrently(&client, &group, topic, count, 8, selector);
+        rates.push((
+            name.to_owned(),
+            count as f64 / started.elapsed().as_secs_f64(),
+        ));
+        let mut brokers: BTreeMap<String, usize> = BTreeMap::new();
+        for (message, result) in results {
+            let result = result.unwrap_or_else(|e| panic!("{} {name}: send failed: {e}", R::NAME));
+            *brokers.entry(result.queue.broker_name.clone()).or_default() += 1;
+            all_sent.insert(result.msg_id.clone(), (message, result));
+        }
+        assert_eq!(
+            brokers.len(),
+            2,
+            "{} {name}: both brokers used: {brokers:?}",
+            R::NAME
+        );
+    }
+    let stored = pull_topic(&client, &group, topic);
+    assert_eq!(
+        stored.len(),
+        all_sent.len(),
+        "{}: every message stored once",
+        R::NAME
+    );
+    for (id, (message, result)) in &all_sent {
+        let got = stored
+            .get(id)
+            .unwrap_or_else(|| panic!("{}: {id} was acknowledged but not stored", R::NAME));
+        assert_eq!(got.body, message.body);
+        assert_eq!(got.queue_id, result.queue.queue_id);
+        assert_eq!(got.queue_offset, result.queue_offset);
+    }
+    client.shutdown();
+    rates
+}
