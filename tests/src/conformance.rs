@@ -749,3 +749,158 @@ pub fn selectors_over_two_brokers<R: Runtime + Sync>(
     client.shutdown();
     rates
 }
+
+/// What happened to one send of a storm.
+#[derive(Debug)]
+pub struct StormSend {
+    /// When the send returned, since the storm began.
+    pub at: Duration,
+    /// The message.
+    pub message: Message,
+    /// Its result.
+    pub result: Result<SendResult, ClientError>,
+}
+
+/// Sends from `threads` threads without pause until `stop` is set, recording
+/// every result with the moment it came back.
+pub fn send_storm<R: Runtime + Sync>(
+    client: &R,
+    group: &str,
+    topic: &str,
+    threads: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    log: &std::sync::Mutex<Vec<StormSend>>,
+    started: Instant,
+) {
+    use std::sync::atomic::Ordering;
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let message = Message::new(topic, format!("storm message {i}"));
+                    let result = client.send(group, message.clone());
+                    let entry = StormSend {
+                        at: started.elapsed(),
+                        message,
+                        result,
+                    };
+                    log.lock().expect("storm log").push(entry);
+                    i += threads;
+                }
+            });
+        }
+    });
+}
+
+/// A two-broker send storm in which broker 1 is SIGKILLed and later restarted:
+/// every acknowledged send is stored, failures are typed errors, sending goes on
+/// with the other broker within one route refresh, and the restarted broker is
+/// used again. Returns (acknowledged, failed, longest gap without an
+/// acknowledgement after the kill).
+pub fn broker_kill_during_send_storm<R: Runtime + Sync>(
+    cluster: &crate::harness::Cluster,
+    topic: &str,
+) -> (usize, usize, Duration) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    let client = R::start(config(&cluster.namesrv_addr()));
+    let group = format!("storm-{}", R::NAME);
+    let victim = cluster.broker(1).name().to_owned();
+    let stop = AtomicBool::new(false);
+    let log = Mutex::new(Vec::new());
+    let started = Instant::now();
+    let (killed_at, restarted_at) = std::thread::scope(|scope| {
+        scope.spawn(|| send_storm(&client, &group, topic, 4, &stop, &log, started));
+        let wait_for = |what: &str, limit: Duration, done: &dyn Fn(&[StormSend]) -> bool| {
+            let deadline = Instant::now() + limit;
+            while !done(&log.lock().expect("storm log")) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: timed out waiting for {what}",
+                    R::NAME
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let acked_on = |since: Duration, broker: &str, n: usize| {
+            let broker = broker.to_owned();
+            move |log: &[StormSend]| {
+                log.iter()
+                    .filter(|s| s.at > since)
+                    .filter(|s| {
+                        s.result
+                            .as_ref()
+                            .is_ok_and(|r| r.queue.broker_name == broker)
+                    })
+                    .count()
+                    >= n
+            }
+        };
+        wait_for(
+            "sends on both brokers",
+            Duration::from_secs(30),
+            &acked_on(Duration::ZERO, &victim, 50),
+        );
+        cluster.broker(1).kill().expect("kill broker");
+        let killed_at = started.elapsed();
+        // Keep the storm going on the surviving broker for a while.
+        let survivor = cluster.broker(0).name().to_owned();
+        wait_for(
+            "sends on the survivor",
+            Duration::from_secs(30),
+            &acked_on(killed_at, &survivor, 500),
+        );
+        cluster.broker(1).restart().expect("restart broker");
+        let restarted_at = started.elapsed();
+        wait_for(
+            "the restarted broker used again",
+            Duration::from_secs(90),
+            &acked_on(restarted_at, &victim, 50),
+        );
+        stop.store(true, Ordering::Relaxed);
+        (killed_at, restarted_at)
+    });
+    let log = log.into_inner().expect("storm log");
+    let mut acked: Vec<&StormSend> = log.iter().filter(|s| s.result.is_ok()).collect();
+    acked.sort_by_key(|s| s.at);
+    let failed = log.len() - acked.len();
+    for s in log.iter().filter(|s| s.result.is_err()) {
+        // Typed errors only, and only around the kill.
+        let e = s.result.as_ref().expect_err("a failure");
+        assert!(
+            s.at >= killed_at,
+            "{}: a send failed before the kill: {e}",
+            R::NAME
+        );
+    }
+    let mut gap = Duration::ZERO;
+    let mut last = killed_at;
+    for s in acked
+        .iter()
+        .filter(|s| s.at > killed_at && s.at < restarted_at)
+    {
+        gap = gap.max(s.at - last);
+        last = s.at;
+    }
+    assert!(
+        gap < Duration::from_secs(30),
+        "{}: sending stalled {gap:?} after the kill",
+        R::NAME
+    );
+    let stored = pull_topic(&client, &group, topic);
+    for s in &acked {
+        let r = s.result.as_ref().expect("acknowledged");
+        let got = stored.get(&r.msg_id).unwrap_or_else(|| {
+            panic!(
+                "{}: {} was acknowledged but is not stored",
+                R::NAME,
+                r.msg_id
+            )
+        });
+        assert_eq!(got.body, s.message.body);
+    }
+    client.shutdown();
+    (acked.len(), failed, gap)
+}
