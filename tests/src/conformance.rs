@@ -402,6 +402,152 @@ pub struct JavaSent {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Compiles our Java interop programs in `tests/java/interop` (once per process)
+/// against the harness's RocketMQ classpath; returns the class directory.
+fn interop_classes(cluster: &crate::harness::Cluster) -> &'static std::path::Path {
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+
+    static CLASSES: OnceLock<PathBuf> = OnceLock::new();
+    CLASSES.get_or_init(|| {
+        let dir = cluster.run_dir().join("interop-classes");
+        std::fs::create_dir_all(&dir).expect("class dir");
+        let sources = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java/interop");
+        let javac = match std::env::var_os("JAVA_HOME") {
+            Some(home) => PathBuf::from(home).join("bin/javac"),
+            None => PathBuf::from("javac"),
+        };
+        let out = std::process::Command::new(&javac)
+            .arg("-cp")
+            .arg(cluster.distribution().classpath())
+            .arg("-d")
+            .arg(&dir)
+            .arg(sources.join("CompressedProducer.java"))
+            .arg(sources.join("PushConsumer.java"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} (install a JDK 17+): {e}", javac.display()));
+        assert!(
+            out.status.success(),
+            "javac failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// One message the Java consumer received.
+#[derive(Debug, Clone)]
+pub struct JavaReceived {
+    /// Its id as Java gives it (`UNIQ_KEY`).
+    pub msg_id: String,
+    /// Its sys flag after Java's decoding.
+    pub sys_flag: i64,
+    /// The body Java delivered (inflated).
+    pub body: Vec<u8>,
+    /// Its properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Runs `tests/java/interop/PushConsumer.java`, the real Java push consumer, on
+/// `topic` until it has `count` messages, and returns them.
+pub fn java_consume(
+    cluster: &crate::harness::Cluster,
+    topic: &str,
+    count: usize,
+) -> Vec<JavaReceived> {
+    let dist = cluster.distribution();
+    let work = cluster.run_dir().join(format!("java-consumer-{topic}"));
+    std::fs::create_dir_all(&work).expect("consumer work dir");
+    let classes = interop_classes(cluster);
+    let manifest = work.join("consumed.jsonl");
+    let mut jvm = dist
+        .jvm("PushConsumer", work.join("consumer.out"))
+        .classpath(format!("{}:{}", classes.display(), dist.classpath()))
+        .jvm_arg(format!("-Duser.home={}", work.display()))
+        .jvm_arg("-Xmx256m")
+        .args([
+            cluster.namesrv_addr(),
+            topic.to_owned(),
+            format!("java-consumer-{topic}"),
+            count.to_string(),
+            "120".to_owned(),
+            manifest.display().to_string(),
+        ])
+        .spawn()
+        .expect("start the Java consumer");
+    let status = jvm
+        .wait_timeout(Duration::from_secs(180))
+        .expect("wait for the Java consumer")
+        .unwrap_or_else(|| {
+            panic!(
+                "the Java consumer did not finish in 180 s:\n{}",
+                jvm.output()
+            )
+        });
+    assert!(
+        status.success(),
+        "the Java consumer did not get {count} messages:\n{}",
+        jvm.output()
+    );
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("manifest line");
+            let hex = v["body"].as_str().expect("body");
+            JavaReceived {
+                msg_id: v["msgId"].as_str().expect("msgId").to_owned(),
+                sys_flag: v["sysFlag"].as_i64().expect("sysFlag"),
+                body: (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                    .collect(),
+                properties: v["properties"]
+                    .as_object()
+                    .expect("properties")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Sends `count` messages with this runtime's producer (bodies alternating under
+/// and over the 4 KiB compression threshold, compressed with `compression`), for
+/// the Java consumer to check. Returns what was sent, by message id.
+pub fn send_for_java<R: Runtime>(
+    namesrv: &str,
+    topic: &str,
+    compression: rocketmq_core::protocol::compress::CompressionType,
+    count: usize,
+) -> HashMap<String, Message> {
+    let client = R::start(ClientConfig {
+        compression,
+        ..config(namesrv)
+    });
+    let mut sent = HashMap::new();
+    for i in 0..count {
+        let len = if i % 2 == 0 { 6000 + i } else { 20 + i };
+        let body: Vec<u8> = format!("{} message {i} for Java; ", R::NAME)
+            .bytes()
+            .cycle()
+            .take(len)
+            .collect();
+        let message = Message::new(topic, body)
+            .with_tags(format!("Tag{}", i % 3))
+            .with_keys([format!("{}-{i}", R::NAME)])
+            .with_property("runtime", R::NAME)
+            .with_property("index", i.to_string());
+        let r = client
+            .send(&format!("for-java-{}", R::NAME), message.clone())
+            .unwrap_or_else(|e| panic!("{}: send failed: {e}", R::NAME));
+        sent.insert(r.msg_id, message);
+    }
+    client.shutdown();
+    sent
+}
+
 /// Compiles (once per process) and runs `tests/java/interop/CompressedProducer.java`
 /// with the real Java client from the harness's RocketMQ classpath: it sends `count`
 /// messages to `topic` compressing bodies over 4 KiB with `compression` (`ZLIB`,
@@ -412,38 +558,10 @@ pub fn java_send_compressed(
     compression: &str,
     count: usize,
 ) -> Vec<JavaSent> {
-    use std::path::PathBuf;
-    use std::sync::OnceLock;
-
-    static CLASSES: OnceLock<PathBuf> = OnceLock::new();
     let dist = cluster.distribution();
     let work = cluster.run_dir().join(format!("interop-{compression}"));
     std::fs::create_dir_all(&work).expect("interop work dir");
-    let classes = CLASSES.get_or_init(|| {
-        let dir = cluster.run_dir().join("interop-classes");
-        std::fs::create_dir_all(&dir).expect("class dir");
-        let source =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java/interop/CompressedProducer.java");
-        let javac = match std::env::var_os("JAVA_HOME") {
-            Some(home) => PathBuf::from(home).join("bin/javac"),
-            None => PathBuf::from("javac"),
-        };
-        let out = std::process::Command::new(&javac)
-            .arg("-cp")
-            .arg(dist.classpath())
-            .arg("-d")
-            .arg(&dir)
-            .arg(&source)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {} (install a JDK 17+): {e}", javac.display()));
-        assert!(
-            out.status.success(),
-            "javac failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    });
+    let classes = interop_classes(cluster);
     let manifest = work.join("manifest.jsonl");
     let mut jvm = dist
         .jvm("CompressedProducer", work.join("producer.out"))
