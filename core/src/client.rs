@@ -174,6 +174,12 @@ pub enum Call {
         /// How to pick the queue.
         selector: QueueSelector,
     },
+    /// The writable queues of a topic, in Java's order (what a user-supplied
+    /// selector chooses from).
+    PublishQueues {
+        /// The topic.
+        topic: String,
+    },
     /// Register a producer group: heartbeats carry it from now on, starting at once.
     RegisterProducer {
         /// Producer group.
@@ -207,6 +213,8 @@ pub enum Reply {
     Sent(SendResult),
     /// What a pull found.
     Pulled(PullResult),
+    /// A topic's writable queues.
+    Queues(Vec<MessageQueue>),
     /// The call was carried out and has nothing to return.
     Done,
 }
@@ -228,6 +236,16 @@ impl Reply {
             Self::Sent(r) => Ok(r),
             other => Err(ClientError::BadResponse(format!(
                 "expected a send result, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The queues, from a [`Call::PublishQueues`] reply.
+    pub fn into_queues(self) -> Result<Vec<MessageQueue>, ClientError> {
+        match self {
+            Self::Queues(q) => Ok(q),
+            other => Err(ClientError::BadResponse(format!(
+                "expected queues, got {other:?}"
             ))),
         }
     }
@@ -413,6 +431,7 @@ impl Call {
             Self::Send { message, .. } | Self::SendOneway { message, .. } => Some(&message.topic),
             Self::SendBatch { messages, .. } => messages.first().map(|m| m.topic.as_str()),
             Self::Pull { queue, .. } => Some(&queue.topic),
+            Self::PublishQueues { topic } => Some(topic),
             _ => None,
         }
     }
@@ -791,6 +810,14 @@ impl Client {
                 let request =
                     RemotingCommand::request(RequestCode::PULL_MESSAGE, 0).with_header(&header);
                 self.send_request(Some(id), &addr, request, Expect::Pull, deadline, timeout);
+            }
+            Call::PublishQueues { topic } => {
+                let queues = self
+                    .routes
+                    .get(&topic)
+                    .map(|r| r.publish_queues(&topic))
+                    .unwrap_or_default();
+                self.reply(id, Ok(Reply::Queues(queues)));
             }
             other => self.dispatch(now, id, other, deadline, timeout),
         }

@@ -161,6 +161,32 @@ impl Client {
         self.call(call, None)?.into_sent()
     }
 
+    /// Sends a message to the queue `select` chooses from the topic's writable
+    /// queues (the seed's user-supplied selector).
+    pub fn send_select(
+        &self,
+        group: &str,
+        message: Message,
+        select: impl FnOnce(&[MessageQueue], &Message) -> MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        let queues = self
+            .call(
+                Call::PublishQueues {
+                    topic: message.topic.clone(),
+                },
+                None,
+            )?
+            .into_queues()?;
+        if queues.is_empty() {
+            return Err(ClientError::NoQueue(format!(
+                "topic {} has no writable queue",
+                message.topic
+            )));
+        }
+        let queue = select(&queues, &message);
+        self.send_with(group, message, QueueSelector::Queue(queue))
+    }
+
     /// Sends a message without waiting for the broker: no result, no retry.
     pub fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
         let call = Call::SendOneway {

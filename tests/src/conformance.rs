@@ -31,6 +31,13 @@ pub trait Runtime: Sized {
         message: Message,
         selector: QueueSelector,
     ) -> Result<SendResult, ClientError>;
+    /// Sends to the queue a user-supplied selector picks.
+    fn send_select(
+        &self,
+        group: &str,
+        message: Message,
+        select: &dyn Fn(&[MessageQueue], &Message) -> MessageQueue,
+    ) -> Result<SendResult, ClientError>;
     /// Sends without waiting for the broker.
     fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError>;
     /// Sends a batch.
@@ -79,6 +86,15 @@ impl Runtime for Tokio {
         self.rt
             .block_on(self.client.send_with(group, message, selector))
     }
+    fn send_select(
+        &self,
+        group: &str,
+        message: Message,
+        select: &dyn Fn(&[MessageQueue], &Message) -> MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        self.rt
+            .block_on(self.client.send_select(group, message, select))
+    }
     fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
         self.rt.block_on(self.client.send_oneway(group, message))
     }
@@ -124,6 +140,14 @@ impl Runtime for AsyncStd {
     ) -> Result<SendResult, ClientError> {
         async_std::task::block_on(self.0.send_with(group, message, selector))
     }
+    fn send_select(
+        &self,
+        group: &str,
+        message: Message,
+        select: &dyn Fn(&[MessageQueue], &Message) -> MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        async_std::task::block_on(self.0.send_select(group, message, select))
+    }
     fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
         async_std::task::block_on(self.0.send_oneway(group, message))
     }
@@ -168,6 +192,14 @@ impl Runtime for Smol {
     ) -> Result<SendResult, ClientError> {
         smol::block_on(self.0.send_with(group, message, selector))
     }
+    fn send_select(
+        &self,
+        group: &str,
+        message: Message,
+        select: &dyn Fn(&[MessageQueue], &Message) -> MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        smol::block_on(self.0.send_select(group, message, select))
+    }
     fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
         smol::block_on(self.0.send_oneway(group, message))
     }
@@ -209,6 +241,14 @@ impl Runtime for Blocking {
         selector: QueueSelector,
     ) -> Result<SendResult, ClientError> {
         self.0.send_with(group, message, selector)
+    }
+    fn send_select(
+        &self,
+        group: &str,
+        message: Message,
+        select: &dyn Fn(&[MessageQueue], &Message) -> MessageQueue,
+    ) -> Result<SendResult, ClientError> {
+        self.0.send_select(group, message, select)
     }
     fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
         self.0.send_oneway(group, message)
@@ -706,6 +746,17 @@ pub fn send_kinds<R: Runtime>(namesrv: &str, topic: &str) {
             R::NAME
         );
     }
+    // A user-supplied selector: always the last queue.
+    let last = |queues: &[MessageQueue], _: &Message| queues[queues.len() - 1].clone();
+    let r = client
+        .send_select(&group, Message::new(topic, "selected"), &last)
+        .unwrap_or_else(|e| panic!("{}: selector send failed: {e}", R::NAME));
+    assert_eq!(
+        r.queue,
+        queues[3],
+        "{}: the user's selector chose the queue",
+        R::NAME
+    );
     for i in 0..10 {
         client
             .send_oneway(&group, Message::new(topic, format!("oneway {i}")))

@@ -824,3 +824,45 @@ fn oneway_and_batch_sends() {
         matches!(&h.outputs()[..], [Output::Reply { call: c, result: Err(ClientError::InvalidMessage(_)) }] if *c == bad)
     );
 }
+
+#[test]
+fn publish_queues_and_delay_level() {
+    let mut h = Harness::new();
+    let (call, out) = with_route(
+        &mut h,
+        Call::PublishQueues { topic: "T".into() },
+        two_brokers(),
+    );
+    match &out[..] {
+        [Output::Reply {
+            call: c,
+            result: Ok(Reply::Queues(q)),
+        }] => {
+            assert_eq!(*c, call);
+            assert_eq!(q.len(), 8);
+            assert_eq!(q[0], MessageQueue::new("T", "broker-a", 0));
+            assert_eq!(q[7], MessageQueue::new("T", "broker-b", 3));
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = Message::new("T", &b"later"[..]).with_delay_level(3);
+    h.client.call(
+        h.now,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            selector: QueueSelector::RoundRobin,
+        },
+        None,
+    );
+    let out = h.outputs();
+    let (conn, _) = connect_of(&out[0]);
+    let (_, send) = request_of(&h.input(Input::Connected(conn))[0]);
+    let header = SendMessageRequestHeaderV2::read(&send.ext_fields)
+        .unwrap()
+        .0;
+    assert_eq!(
+        Properties::parse(header.properties.unwrap().into()).get("DELAY"),
+        Some("3")
+    );
+}

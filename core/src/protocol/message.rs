@@ -844,6 +844,12 @@ impl Message {
         self.with_property(property::KEYS, joined)
     }
 
+    /// Delays delivery by one of the broker's delay levels (1..=18: 1 s, 5 s, 10 s,
+    /// 30 s, 1 m, 2 m, ... 2 h by default).
+    pub fn with_delay_level(self, level: u32) -> Self {
+        self.with_property(property::DELAY_TIME_LEVEL, level.to_string())
+    }
+
     /// Sets a property.
     pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.insert(name.into(), value.into());
