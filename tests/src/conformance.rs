@@ -444,7 +444,7 @@ pub struct JavaSent {
 
 /// Compiles our Java interop programs in `tests/java/interop` (once per process)
 /// against the harness's RocketMQ classpath; returns the class directory.
-fn interop_classes(cluster: &crate::harness::Cluster) -> &'static std::path::Path {
+pub fn interop_classes(cluster: &crate::harness::Cluster) -> &'static std::path::Path {
     use std::path::PathBuf;
     use std::sync::OnceLock;
 
@@ -464,6 +464,7 @@ fn interop_classes(cluster: &crate::harness::Cluster) -> &'static std::path::Pat
             .arg(&dir)
             .arg(sources.join("CompressedProducer.java"))
             .arg(sources.join("PushConsumer.java"))
+            .arg(sources.join("BenchProducer.java"))
             .output()
             .unwrap_or_else(|e| panic!("cannot run {} (install a JDK 17+): {e}", javac.display()));
         assert!(
