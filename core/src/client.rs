@@ -41,6 +41,10 @@ use crate::protocol::message::{
 };
 use crate::protocol::MessageQueue;
 
+/// The topic whose route serves as the template for topics the broker creates on
+/// first send (`TBW102`, Java's `createTopicKey`).
+pub const DEFAULT_TOPIC: &str = "TBW102";
+
 /// Identifies a user call. Chosen by the core when the call starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId(pub u64);
@@ -474,6 +478,8 @@ pub struct Client {
     /// Broker addresses that have had a heartbeat.
     heartbeated: BTreeSet<String>,
     producers: BTreeSet<String>,
+    /// Topics without a route whose sends wait for the auto-create template's.
+    awaiting_default: BTreeSet<String>,
 }
 
 impl Client {
@@ -510,6 +516,7 @@ impl Client {
             heartbeat_at: None,
             heartbeated: BTreeSet::new(),
             producers: BTreeSet::new(),
+            awaiting_default: BTreeSet::new(),
         }
     }
 
@@ -952,7 +959,7 @@ impl Client {
         let header = SendMessageRequestHeaderV2(SendMessageRequestHeader {
             producer_group: state.group.clone(),
             topic: state.topic.clone(),
-            default_topic: "TBW102".into(),
+            default_topic: DEFAULT_TOPIC.into(),
             default_topic_queue_nums: 4,
             queue_id: queue.queue_id,
             sys_flag: state.sys_flag,
@@ -1185,6 +1192,13 @@ impl Client {
                 self.heartbeat_at = Some(now);
             }
         }
+        if topic == DEFAULT_TOPIC {
+            self.on_default_route(now, &result);
+        } else if matches!(result, Err(ClientError::TopicNotFound(_)))
+            && self.wait_for_default(now, &topic)
+        {
+            return result;
+        }
         // Calls that waited for this route go out now, or fail with its error.
         for parked in self.parked.remove(&topic).unwrap_or_default() {
             match &result {
@@ -1196,6 +1210,62 @@ impl Client {
             }
         }
         result
+    }
+
+    /// A topic has no route yet. As the Java producer does, its sends use the
+    /// route of the auto-create template topic (`TBW102`): the broker creates the
+    /// topic on the first message if it allows auto-creation. Other calls fail.
+    /// Returns whether any send now waits for the template's route.
+    fn wait_for_default(&mut self, now: Instant, topic: &str) -> bool {
+        let parked = self.parked.remove(topic).unwrap_or_default();
+        let (sends, others): (Vec<Parked>, Vec<Parked>) = parked.into_iter().partition(|p| {
+            matches!(
+                p.request,
+                Call::Send { .. } | Call::SendOneway { .. } | Call::SendBatch { .. }
+            )
+        });
+        for p in others {
+            self.reply(p.call, Err(ClientError::TopicNotFound(topic.to_owned())));
+        }
+        let Some(deadline) = sends.iter().map(|p| p.deadline).max() else {
+            return false;
+        };
+        self.parked.insert(topic.to_owned(), sends);
+        self.awaiting_default.insert(topic.to_owned());
+        if !self.route_queries.contains(DEFAULT_TOPIC) {
+            let timeout = deadline.saturating_duration_since(now);
+            self.query_route(None, DEFAULT_TOPIC.to_owned(), deadline, timeout);
+        }
+        true
+    }
+
+    /// The template's route arrived (or did not): topics waiting for it get a
+    /// route made from it, with at most 4 queues per broker (Java's
+    /// `defaultTopicQueueNums`), and their sends go out; or they fail.
+    fn on_default_route(&mut self, now: Instant, result: &Result<Reply, ClientError>) {
+        for topic in std::mem::take(&mut self.awaiting_default) {
+            let parked = self.parked.remove(&topic).unwrap_or_default();
+            match result {
+                Ok(Reply::Route(template)) => {
+                    let mut route = template.clone();
+                    for q in &mut route.queue_datas {
+                        let n = q.read_queue_nums.min(4);
+                        q.read_queue_nums = n;
+                        q.write_queue_nums = n;
+                    }
+                    self.routes.insert(topic.clone(), route);
+                    for p in parked {
+                        let timeout = p.deadline.saturating_duration_since(now);
+                        self.issue(now, p.call, p.request, p.deadline, timeout);
+                    }
+                }
+                _ => {
+                    for p in parked {
+                        self.reply(p.call, Err(ClientError::TopicNotFound(topic.clone())));
+                    }
+                }
+            }
+        }
     }
 
     /// Fires every timer that is due: request and call deadlines, delayed

@@ -747,6 +747,16 @@ pub fn send_kinds<R: Runtime>(namesrv: &str, topic: &str) {
             R::NAME
         );
     }
+    // A topic nobody created: the broker creates it from the template on the
+    // first send, and the message reads back.
+    let fresh = format!("{topic}-auto");
+    let r = client
+        .send(&group, Message::new(fresh.as_str(), "auto-created"))
+        .unwrap_or_else(|e| panic!("{}: send to a new topic failed: {e}", R::NAME));
+    let pulled = client
+        .pull(&group, r.queue.clone(), r.queue_offset, 1)
+        .expect("pull");
+    assert_eq!(&pulled.messages[0].body[..], b"auto-created", "{}", R::NAME);
     // A user-supplied selector: always the last queue.
     let last = |queues: &[MessageQueue], _: &Message| queues[queues.len() - 1].clone();
     let r = client

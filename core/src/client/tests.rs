@@ -866,3 +866,68 @@ fn publish_queues_and_delay_level() {
         Some("3")
     );
 }
+
+#[test]
+fn sends_to_a_topic_without_route_use_the_auto_create_template() {
+    let mut h = Harness::new();
+    let message = Message::new("Fresh", &b"x"[..]);
+    h.client.call(
+        h.now,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            selector: QueueSelector::RoundRobin,
+        },
+        None,
+    );
+    let (ns, _) = connect_of(&h.outputs()[0]);
+    let (_, query) = request_of(&h.input(Input::Connected(ns))[0]);
+    let out = h.respond(
+        ns,
+        RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, query.opaque, None),
+    );
+    let (_, template) = request_of(&out[0]);
+    let header: GetRouteInfoRequestHeader = template.header().unwrap();
+    assert_eq!(header.topic, DEFAULT_TOPIC);
+    let mut tbw = route();
+    tbw.queue_datas[0].read_queue_nums = 8;
+    tbw.queue_datas[0].write_queue_nums = 8;
+    let out = h.respond(ns, ok(template.opaque).with_body(tbw.encode()));
+    let (broker, _) = connect_of(&out[0]);
+    let (_, send) = request_of(&h.input(Input::Connected(broker))[0]);
+    let header = SendMessageRequestHeaderV2::read(&send.ext_fields)
+        .unwrap()
+        .0;
+    assert_eq!(header.topic, "Fresh");
+    assert!(
+        header.queue_id < 4,
+        "at most 4 queues, as Java's defaultTopicQueueNums"
+    );
+    assert_eq!(header.default_topic, DEFAULT_TOPIC);
+
+    // Without a template either, the send fails at once: nothing spins.
+    let message = Message::new("Nowhere", &b"x"[..]);
+    let lost = h.client.call(
+        h.now,
+        Call::Send {
+            group: "pg".into(),
+            message,
+            selector: QueueSelector::RoundRobin,
+        },
+        None,
+    );
+    let (_, query) = request_of(&h.outputs()[0]);
+    let out = h.respond(
+        ns,
+        RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, query.opaque, None),
+    );
+    let (_, template) = request_of(&out[0]);
+    let out = h.respond(
+        ns,
+        RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, template.opaque, None),
+    );
+    assert!(
+        matches!(&out[..], [Output::Reply { call: c, result: Err(ClientError::TopicNotFound(t)) }] if *c == lost && t == "Nowhere"),
+        "{out:?}"
+    );
+}
