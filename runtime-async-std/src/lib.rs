@@ -63,6 +63,33 @@ impl Client {
     pub fn start(mut config: ClientConfig) -> Self {
         config.pid = std::process::id();
         config.id_salt = salt();
+        Self::spawn(config)
+    }
+
+    /// The client of `config`'s client id, shared by every caller in the process
+    /// that asks for the same id (as Java keeps one client instance per id), and
+    /// started on first use; later callers' other settings are not applied. With
+    /// the default instance name, every caller in the process gets the same one.
+    pub fn shared(mut config: ClientConfig) -> Self {
+        static CLIENTS: std::sync::Mutex<
+            std::collections::BTreeMap<String, async_channel::WeakSender<Request>>,
+        > = std::sync::Mutex::new(std::collections::BTreeMap::new());
+        static PROCESS_SALT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+        config.pid = std::process::id();
+        config.id_salt = *PROCESS_SALT.get_or_init(salt);
+        let id = config.client_id();
+        let mut clients = CLIENTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(requests) = clients.get(&id).and_then(|weak| weak.upgrade()) {
+            return Self { requests };
+        }
+        let client = Self::spawn(config);
+        clients.insert(id, client.requests.downgrade());
+        client
+    }
+
+    fn spawn(config: ClientConfig) -> Self {
         let (requests, rx) = async_channel::unbounded();
         let spawned = std::thread::Builder::new()
             .name("rocketmq-driver".into())

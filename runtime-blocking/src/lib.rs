@@ -87,6 +87,33 @@ impl Client {
     pub fn start(mut config: ClientConfig) -> Self {
         config.pid = std::process::id();
         config.id_salt = salt();
+        Self::spawn(config)
+    }
+
+    /// The client of `config`'s client id, shared by every caller in the process
+    /// that asks for the same id (as Java keeps one client instance per id), and
+    /// started on first use; later callers' other settings are not applied. With
+    /// the default instance name, every caller in the process gets the same one.
+    pub fn shared(mut config: ClientConfig) -> Self {
+        static CLIENTS: std::sync::Mutex<
+            std::collections::BTreeMap<String, std::sync::Weak<Handle>>,
+        > = std::sync::Mutex::new(std::collections::BTreeMap::new());
+        static PROCESS_SALT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+        config.pid = std::process::id();
+        config.id_salt = *PROCESS_SALT.get_or_init(salt);
+        let id = config.client_id();
+        let mut clients = CLIENTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(inner) = clients.get(&id).and_then(|weak| weak.upgrade()) {
+            return Self { inner };
+        }
+        let client = Self::spawn(config);
+        clients.insert(id, std::sync::Arc::downgrade(&client.inner));
+        client
+    }
+
+    fn spawn(config: ClientConfig) -> Self {
         let (events, rx) = mpsc::channel();
         let own = events.clone();
         thread::Builder::new()

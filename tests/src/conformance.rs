@@ -20,6 +20,8 @@ pub trait Runtime: Sized {
     const NAME: &'static str;
     /// Starts a client.
     fn start(config: ClientConfig) -> Self;
+    /// The process's client for the config's client id.
+    fn shared(config: ClientConfig) -> Self;
     /// A topic's route.
     fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError>;
     /// Sends to the next writable queue.
@@ -69,6 +71,15 @@ impl Runtime for Tokio {
             .build()
             .expect("a tokio runtime");
         let client = rt.block_on(async { rocketmq_tokio::Client::start(config) });
+        Self { rt, client }
+    }
+    fn shared(config: ClientConfig) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let client = rt.block_on(async { rocketmq_tokio::Client::shared(config) });
         Self { rt, client }
     }
     fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
@@ -126,6 +137,9 @@ impl Runtime for AsyncStd {
             rocketmq_async_std::Client::start(config)
         }))
     }
+    fn shared(config: ClientConfig) -> Self {
+        Self(rocketmq_async_std::Client::shared(config))
+    }
     fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
         async_std::task::block_on(self.0.query_route(topic))
     }
@@ -178,6 +192,9 @@ impl Runtime for Smol {
             rocketmq_async_std::Client::start(config)
         }))
     }
+    fn shared(config: ClientConfig) -> Self {
+        Self(rocketmq_async_std::Client::shared(config))
+    }
     fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
         smol::block_on(self.0.query_route(topic))
     }
@@ -227,6 +244,9 @@ impl Runtime for Blocking {
     const NAME: &'static str = "blocking";
     fn start(config: ClientConfig) -> Self {
         Self(rocketmq_blocking::Client::start(config))
+    }
+    fn shared(config: ClientConfig) -> Self {
+        Self(rocketmq_blocking::Client::shared(config))
     }
     fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
         self.0.query_route(topic)
@@ -1083,4 +1103,29 @@ pub fn broker_kill_during_send_storm<R: Runtime + Sync>(
     }
     client.shutdown();
     (acked.len(), failed, gap)
+}
+
+/// Clients asked for with the same client id are one client: shutting one handle
+/// down shuts the other's calls down too; a different instance name is another
+/// client.
+pub fn shared_clients<R: Runtime>(namesrv: &str, topic: &str) {
+    let named = |name: &str| ClientConfig {
+        instance_name: format!("{name}-{}", R::NAME),
+        ..config(namesrv)
+    };
+    let a = R::shared(named("one"));
+    let b = R::shared(named("one"));
+    let other = R::shared(named("two"));
+    a.query_route(topic)
+        .expect("route through the shared client");
+    a.shutdown();
+    assert!(
+        matches!(b.query_route(topic), Err(ClientError::Shutdown)),
+        "{}: the second handle shares the first's client",
+        R::NAME
+    );
+    other
+        .query_route(topic)
+        .expect("another instance name is another client");
+    other.shutdown();
 }

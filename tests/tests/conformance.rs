@@ -44,6 +44,33 @@ fn round_trip_blocking() {
     round_trip::<Blocking>();
 }
 
+fn shared_clients<R: Runtime>() {
+    let cluster = harness::shared();
+    let topic = format!("Shared-{}", R::NAME);
+    cluster.create_topic(&topic, 1).expect("create topic");
+    conformance::shared_clients::<R>(&cluster.namesrv_addr(), &topic);
+}
+
+#[test]
+fn shared_clients_tokio() {
+    shared_clients::<Tokio>();
+}
+
+#[test]
+fn shared_clients_async_std() {
+    shared_clients::<AsyncStd>();
+}
+
+#[test]
+fn shared_clients_smol() {
+    shared_clients::<Smol>();
+}
+
+#[test]
+fn shared_clients_blocking() {
+    shared_clients::<Blocking>();
+}
+
 fn send_kinds<R: Runtime>() {
     let cluster = harness::shared();
     let topic = format!("SendKinds-{}", R::NAME);
