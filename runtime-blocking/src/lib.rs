@@ -172,6 +172,27 @@ impl Client {
         self.call(call, None)?.into_sent()
     }
 
+    /// Starts a send and returns at once; [`Pending::wait`] gives its result
+    /// later. Many sends can be in flight at once this way, from one thread.
+    pub fn send_async(&self, group: &str, message: Message) -> Pending<SendResult> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let call = Call::Send {
+            group: group.into(),
+            message,
+            selector: QueueSelector::RoundRobin,
+        };
+        if self.inner.events.send(Event::Call(call, None, tx)).is_err() {
+            return Pending {
+                rx: None,
+                map: Reply::into_sent,
+            };
+        }
+        Pending {
+            rx: Some(rx),
+            map: Reply::into_sent,
+        }
+    }
+
     /// Sends a message to the queue `selector` picks (round robin, random, by
     /// key hash as Java's `SelectMessageQueueByHash`, or a given queue).
     pub fn send_with(
@@ -261,6 +282,33 @@ impl Client {
         let (tx, rx) = mpsc::sync_channel(1);
         if self.inner.events.send(Event::Shutdown(Some(tx))).is_ok() {
             let _ = rx.recv();
+        }
+    }
+}
+
+/// A call started with a `*_async` method; its result arrives later.
+#[derive(Debug)]
+pub struct Pending<T> {
+    rx: Option<mpsc::Receiver<Result<Reply, ClientError>>>,
+    map: fn(Reply) -> Result<T, ClientError>,
+}
+
+impl<T> Pending<T> {
+    /// Waits for the result.
+    pub fn wait(self) -> Result<T, ClientError> {
+        let rx = self.rx.ok_or(ClientError::Shutdown)?;
+        (self.map)(rx.recv().map_err(|_| ClientError::Shutdown)??)
+    }
+
+    /// The result if it has arrived, else the call back to wait on later.
+    pub fn try_wait(self) -> Result<Result<T, ClientError>, Self> {
+        let Some(rx) = &self.rx else {
+            return Ok(Err(ClientError::Shutdown));
+        };
+        match rx.try_recv() {
+            Ok(reply) => Ok(reply.and_then(self.map)),
+            Err(mpsc::TryRecvError::Empty) => Err(self),
+            Err(mpsc::TryRecvError::Disconnected) => Ok(Err(ClientError::Shutdown)),
         }
     }
 }

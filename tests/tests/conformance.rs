@@ -180,3 +180,24 @@ fn java_consumer_receives_what_every_runtime_sends() {
         "the 20 bodies over 4 KiB were sent compressed"
     );
 }
+
+/// The blocking adapter's asynchronous send: many sends in flight from one
+/// thread, each result collected later.
+#[test]
+fn blocking_async_sends() {
+    let cluster = harness::shared();
+    let topic = "BlockingAsync";
+    cluster.create_topic(topic, 4).expect("create topic");
+    let client = rocketmq_blocking::Client::start(conformance::config(&cluster.namesrv_addr()));
+    let pending: Vec<_> = (0..200)
+        .map(|i| client.send_async("async-producer", conformance::test_message(topic, i)))
+        .collect();
+    let mut ids: Vec<String> = pending
+        .into_iter()
+        .map(|p| p.wait().expect("async send").msg_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+    client.shutdown();
+}
