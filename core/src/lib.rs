@@ -67,6 +67,7 @@ mod error;
 pub mod fuzzing;
 pub mod producer;
 pub mod protocol;
+mod typed_calls;
 
 pub use client::{
     Call, CallId, Client, ClientConfig, Input, Output, PullResult, PullStatus, Reply, SendResult,

@@ -29,8 +29,6 @@ use async_io::Timer;
 use async_net::TcpStream;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use rocketmq_core::protocol::body::TopicRouteData;
-use rocketmq_core::protocol::MessageQueue;
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
 pub use rocketmq_core as core;
@@ -113,127 +111,7 @@ impl Client {
         rx.recv().await.map_err(|_| ClientError::Shutdown)?
     }
 
-    /// A topic's route, from the name server.
-    pub async fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
-        self.call(
-            Call::QueryRoute {
-                topic: topic.into(),
-            },
-            None,
-        )
-        .await?
-        .into_route()
-    }
-
-    /// Sends a message to the next writable queue of its topic.
-    pub async fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
-        let call = Call::Send {
-            group: group.into(),
-            message,
-            selector: QueueSelector::RoundRobin,
-        };
-        self.call(call, None).await?.into_sent()
-    }
-
-    /// Sends a message to the given queue.
-    pub async fn send_to(
-        &self,
-        group: &str,
-        message: Message,
-        queue: MessageQueue,
-    ) -> Result<SendResult, ClientError> {
-        let call = Call::Send {
-            group: group.into(),
-            message,
-            selector: QueueSelector::Queue(queue),
-        };
-        self.call(call, None).await?.into_sent()
-    }
-
-    /// Sends a message to the queue `selector` picks (round robin, random, by
-    /// key hash as Java's `SelectMessageQueueByHash`, or a given queue).
-    pub async fn send_with(
-        &self,
-        group: &str,
-        message: Message,
-        selector: QueueSelector,
-    ) -> Result<SendResult, ClientError> {
-        let call = Call::Send {
-            group: group.into(),
-            message,
-            selector,
-        };
-        self.call(call, None).await?.into_sent()
-    }
-
-    /// Sends a message to the queue `select` chooses from the topic's writable
-    /// queues (the seed's user-supplied selector).
-    pub async fn send_select(
-        &self,
-        group: &str,
-        message: Message,
-        select: impl FnOnce(&[MessageQueue], &Message) -> MessageQueue,
-    ) -> Result<SendResult, ClientError> {
-        let queues = self
-            .call(
-                Call::PublishQueues {
-                    topic: message.topic.clone(),
-                },
-                None,
-            )
-            .await?
-            .into_queues()?;
-        if queues.is_empty() {
-            return Err(ClientError::NoQueue(format!(
-                "topic {} has no writable queue",
-                message.topic
-            )));
-        }
-        let queue = select(&queues, &message);
-        self.send_with(group, message, QueueSelector::Queue(queue))
-            .await
-    }
-
-    /// Sends a message without waiting for the broker: no result, no retry.
-    pub async fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
-        let call = Call::SendOneway {
-            group: group.into(),
-            message,
-            selector: QueueSelector::RoundRobin,
-        };
-        self.call(call, None).await.map(|_| ())
-    }
-
-    /// Sends messages of one topic as one batch to the next writable queue.
-    pub async fn send_batch(
-        &self,
-        group: &str,
-        messages: Vec<Message>,
-    ) -> Result<SendResult, ClientError> {
-        let call = Call::SendBatch {
-            group: group.into(),
-            messages,
-            selector: QueueSelector::RoundRobin,
-        };
-        self.call(call, None).await?.into_sent()
-    }
-
-    /// Pulls up to `max_messages` from `queue` starting at `offset`, once.
-    pub async fn pull(
-        &self,
-        group: &str,
-        queue: MessageQueue,
-        offset: i64,
-        max_messages: i32,
-    ) -> Result<PullResult, ClientError> {
-        let call = Call::Pull {
-            group: group.into(),
-            queue,
-            offset,
-            max_messages,
-        };
-        self.call(call, None).await?.into_pulled()
-    }
+    rocketmq_core::typed_calls!([async] [.await]);
 
     /// Closes every connection and stops the driver. Calls still waiting fail
     /// with [`ClientError::Shutdown`].
@@ -358,6 +236,19 @@ async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<
         }
     }
     driver.shutdown(&mut io);
+    // Calls that raced with the shutdown would wait forever: a closed async
+    // channel keeps its queued messages (and their reply senders) alive.
+    requests.close();
+    while let Ok(request) = requests.try_recv() {
+        match request {
+            Request::Call(_, _, tx) => {
+                let _ = tx.try_send(Err(ClientError::Shutdown));
+            }
+            Request::Shutdown(tx) => {
+                let _ = tx.try_send(());
+            }
+        }
+    }
     if let Some(Some(tx)) = shutdown {
         let _ = tx.try_send(());
     }

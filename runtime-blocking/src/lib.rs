@@ -26,8 +26,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rocketmq_core::protocol::body::TopicRouteData;
-use rocketmq_core::protocol::MessageQueue;
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
 pub use rocketmq_core as core;
@@ -136,41 +134,7 @@ impl Client {
         rx.recv().map_err(|_| ClientError::Shutdown)?
     }
 
-    /// A topic's route, from the name server.
-    pub fn query_route(&self, topic: &str) -> Result<TopicRouteData, ClientError> {
-        self.call(
-            Call::QueryRoute {
-                topic: topic.into(),
-            },
-            None,
-        )?
-        .into_route()
-    }
-
-    /// Sends a message to the next writable queue of its topic.
-    pub fn send(&self, group: &str, message: Message) -> Result<SendResult, ClientError> {
-        let call = Call::Send {
-            group: group.into(),
-            message,
-            selector: QueueSelector::RoundRobin,
-        };
-        self.call(call, None)?.into_sent()
-    }
-
-    /// Sends a message to the given queue.
-    pub fn send_to(
-        &self,
-        group: &str,
-        message: Message,
-        queue: MessageQueue,
-    ) -> Result<SendResult, ClientError> {
-        let call = Call::Send {
-            group: group.into(),
-            message,
-            selector: QueueSelector::Queue(queue),
-        };
-        self.call(call, None)?.into_sent()
-    }
+    rocketmq_core::typed_calls!([] []);
 
     /// Starts a send and returns at once; [`Pending::wait`] gives its result
     /// later. Many sends can be in flight at once this way, from one thread.
@@ -181,99 +145,16 @@ impl Client {
             message,
             selector: QueueSelector::RoundRobin,
         };
-        if self.inner.events.send(Event::Call(call, None, tx)).is_err() {
-            return Pending {
-                rx: None,
-                map: Reply::into_sent,
-            };
-        }
+        let rx = self
+            .inner
+            .events
+            .send(Event::Call(call, None, tx))
+            .ok()
+            .map(|()| rx);
         Pending {
-            rx: Some(rx),
+            rx,
             map: Reply::into_sent,
         }
-    }
-
-    /// Sends a message to the queue `selector` picks (round robin, random, by
-    /// key hash as Java's `SelectMessageQueueByHash`, or a given queue).
-    pub fn send_with(
-        &self,
-        group: &str,
-        message: Message,
-        selector: QueueSelector,
-    ) -> Result<SendResult, ClientError> {
-        let call = Call::Send {
-            group: group.into(),
-            message,
-            selector,
-        };
-        self.call(call, None)?.into_sent()
-    }
-
-    /// Sends a message to the queue `select` chooses from the topic's writable
-    /// queues (the seed's user-supplied selector).
-    pub fn send_select(
-        &self,
-        group: &str,
-        message: Message,
-        select: impl FnOnce(&[MessageQueue], &Message) -> MessageQueue,
-    ) -> Result<SendResult, ClientError> {
-        let queues = self
-            .call(
-                Call::PublishQueues {
-                    topic: message.topic.clone(),
-                },
-                None,
-            )?
-            .into_queues()?;
-        if queues.is_empty() {
-            return Err(ClientError::NoQueue(format!(
-                "topic {} has no writable queue",
-                message.topic
-            )));
-        }
-        let queue = select(&queues, &message);
-        self.send_with(group, message, QueueSelector::Queue(queue))
-    }
-
-    /// Sends a message without waiting for the broker: no result, no retry.
-    pub fn send_oneway(&self, group: &str, message: Message) -> Result<(), ClientError> {
-        let call = Call::SendOneway {
-            group: group.into(),
-            message,
-            selector: QueueSelector::RoundRobin,
-        };
-        self.call(call, None).map(|_| ())
-    }
-
-    /// Sends messages of one topic as one batch to the next writable queue.
-    pub fn send_batch(
-        &self,
-        group: &str,
-        messages: Vec<Message>,
-    ) -> Result<SendResult, ClientError> {
-        let call = Call::SendBatch {
-            group: group.into(),
-            messages,
-            selector: QueueSelector::RoundRobin,
-        };
-        self.call(call, None)?.into_sent()
-    }
-
-    /// Pulls up to `max_messages` from `queue` starting at `offset`, once.
-    pub fn pull(
-        &self,
-        group: &str,
-        queue: MessageQueue,
-        offset: i64,
-        max_messages: i32,
-    ) -> Result<PullResult, ClientError> {
-        let call = Call::Pull {
-            group: group.into(),
-            queue,
-            offset,
-            max_messages,
-        };
-        self.call(call, None)?.into_pulled()
     }
 
     /// Closes every connection and stops the driver thread. Calls still waiting
@@ -404,6 +285,18 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
         }
     }
     driver.shutdown(&mut io);
+    // Calls that raced with the shutdown get their answer too.
+    while let Ok(event) = events.try_recv() {
+        match event {
+            Event::Call(_, _, tx) => {
+                let _ = tx.send(Err(ClientError::Shutdown));
+            }
+            Event::Shutdown(Some(tx)) => {
+                let _ = tx.send(());
+            }
+            _ => {}
+        }
+    }
     if let Some(Some(tx)) = shutdown {
         let _ = tx.send(());
     }
