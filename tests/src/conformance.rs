@@ -356,35 +356,11 @@ pub fn round_trip<R: Runtime>(namesrv: &str, topic: &str, count: usize) -> Round
     assert_eq!(queues.len(), 4, "{}: the topic has 4 queues", R::NAME);
 
     let started = Instant::now();
+    let ends = ends(sent.values().map(|(_, r)| r));
     let mut pulled: BTreeMap<MessageQueue, Vec<MessageExt>> = BTreeMap::new();
     for queue in &queues {
-        let mut offset = 0;
-        loop {
-            let result = client
-                .pull(&group, queue.clone(), offset, 32)
-                .unwrap_or_else(|e| panic!("{}: pull {queue} at {offset} failed: {e}", R::NAME));
-            match result.status {
-                PullStatus::Found => {
-                    assert!(!result.messages.is_empty());
-                    offset = result.next_begin_offset;
-                    pulled
-                        .entry(queue.clone())
-                        .or_default()
-                        .extend(result.messages);
-                }
-                PullStatus::NoNewMessage
-                | PullStatus::NoMatchedMessage
-                | PullStatus::OffsetIllegal => {
-                    assert_eq!(
-                        offset,
-                        result.max_offset,
-                        "{}: {queue} pulled to its end",
-                        R::NAME
-                    );
-                    break;
-                }
-            }
-        }
+        let messages = pull_all(&client, &group, queue, ends.get(queue).copied());
+        pulled.insert(queue.clone(), messages);
     }
     let pull = started.elapsed();
 
@@ -727,20 +703,43 @@ pub fn pull_java_messages<R: Runtime>(namesrv: &str, topic: &str, sent: &[JavaSe
     compressed
 }
 
-/// Pulls a whole queue from offset 0 to its end.
-pub fn pull_all<R: Runtime>(client: &R, group: &str, queue: &MessageQueue) -> Vec<MessageExt> {
+/// Pulls a whole queue from offset 0 to its end, or at least to `end`: the broker
+/// makes a message pullable a moment after acknowledging it (its consume queue is
+/// built asynchronously), so a queue short of `end` is polled again, for 10 s at
+/// most.
+pub fn pull_all<R: Runtime>(
+    client: &R,
+    group: &str,
+    queue: &MessageQueue,
+    end: Option<i64>,
+) -> Vec<MessageExt> {
     let mut offset = 0;
     let mut out = Vec::new();
+    let started = Instant::now();
     loop {
         let r = client
             .pull(group, queue.clone(), offset, 32)
             .unwrap_or_else(|e| panic!("{}: pull {queue} failed: {e}", R::NAME));
-        if r.status != PullStatus::Found {
+        if r.status == PullStatus::Found {
+            offset = r.next_begin_offset;
+            out.extend(r.messages);
+        } else if end.is_some_and(|end| offset < end) && started.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        } else {
             return out;
         }
-        offset = r.next_begin_offset;
-        out.extend(r.messages);
     }
+}
+
+/// One past the highest acknowledged offset of each queue.
+pub fn ends<'a>(results: impl IntoIterator<Item = &'a SendResult>) -> HashMap<MessageQueue, i64> {
+    let mut ends = HashMap::new();
+    for r in results {
+        let end = ends.entry(r.queue.clone()).or_insert(0);
+        *end = (*end).max(r.queue_offset + 1);
+    }
+    ends
 }
 
 /// The other ways to send: by key hash (every key's messages in the queue Java's
@@ -773,9 +772,19 @@ pub fn send_kinds<R: Runtime>(namesrv: &str, topic: &str) {
     let r = client
         .send(&group, Message::new(fresh.as_str(), "auto-created"))
         .unwrap_or_else(|e| panic!("{}: send to a new topic failed: {e}", R::NAME));
-    let pulled = client
-        .pull(&group, r.queue.clone(), r.queue_offset, 1)
-        .expect("pull");
+    // The broker makes a stored message pullable a moment after it acknowledges
+    // it (its consume queue is built asynchronously): poll, bounded.
+    let started = Instant::now();
+    let pulled = loop {
+        let pulled = client
+            .pull(&group, r.queue.clone(), r.queue_offset, 1)
+            .expect("pull");
+        if pulled.status == PullStatus::Found || started.elapsed() > Duration::from_secs(10) {
+            break pulled;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(pulled.status, PullStatus::Found, "{}", R::NAME);
     assert_eq!(&pulled.messages[0].body[..], b"auto-created", "{}", R::NAME);
     // A user-supplied selector: always the last queue.
     let last = |queues: &[MessageQueue], _: &Message| queues[queues.len() - 1].clone();
@@ -806,7 +815,7 @@ pub fn send_kinds<R: Runtime>(namesrv: &str, topic: &str) {
     let all = loop {
         let all: Vec<MessageExt> = queues
             .iter()
-            .flat_map(|q| pull_all(&client, &group, q))
+            .flat_map(|q| pull_all(&client, &group, q, None))
             .collect();
         let oneway = all.iter().filter(|m| m.body.starts_with(b"oneway")).count();
         if oneway == 10 || started.elapsed() > Duration::from_secs(10) {
@@ -879,13 +888,19 @@ pub fn send_concurrently<R: Runtime + Sync>(
     results.into_iter().flatten().collect()
 }
 
-/// Every message of `topic` on every broker of `route`, by unique key.
-pub fn pull_topic<R: Runtime>(client: &R, group: &str, topic: &str) -> HashMap<String, MessageExt> {
+/// Every message of `topic` on every broker of its route, by unique key, each
+/// queue pulled at least to its entry in `ends`.
+pub fn pull_topic<R: Runtime>(
+    client: &R,
+    group: &str,
+    topic: &str,
+    ends: &HashMap<MessageQueue, i64>,
+) -> HashMap<String, MessageExt> {
     let route = client.query_route(topic).expect("route");
     route
         .subscribe_queues(topic)
         .iter()
-        .flat_map(|q| pull_all(client, group, q))
+        .flat_map(|q| pull_all(client, group, q, ends.get(q).copied()))
         .map(|m| (m.msg_id(), m))
         .collect()
 }
@@ -931,7 +946,12 @@ pub fn selectors_over_two_brokers<R: Runtime + Sync>(
             R::NAME
         );
     }
-    let stored = pull_topic(&client, &group, topic);
+    let stored = pull_topic(
+        &client,
+        &group,
+        topic,
+        &ends(all_sent.values().map(|(_, r)| r)),
+    );
     assert_eq!(
         stored.len(),
         all_sent.len(),
@@ -1089,7 +1109,8 @@ pub fn broker_kill_during_send_storm<R: Runtime + Sync>(
         "{}: sending stalled {gap:?} after the kill",
         R::NAME
     );
-    let stored = pull_topic(&client, &group, topic);
+    let acked_ends = ends(acked.iter().filter_map(|s| s.result.as_ref().ok()));
+    let stored = pull_topic(&client, &group, topic, &acked_ends);
     for s in &acked {
         let r = s.result.as_ref().expect("acknowledged");
         let got = stored.get(&r.msg_id).unwrap_or_else(|| {
