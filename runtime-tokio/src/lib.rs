@@ -245,7 +245,7 @@ async fn connection(
     };
     let _ = stream.set_nodelay(true);
     let _ = events.send(Input::Connected(conn));
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, writer) = stream.into_split();
     let read = async {
         loop {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
