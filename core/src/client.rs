@@ -402,6 +402,36 @@ struct Send {
     kind: SendKind,
 }
 
+impl Send {
+    /// The send a call asks for, if it asks for one.
+    fn from_call(call: Call) -> Option<Self> {
+        let (group, messages, selector, kind) = match call {
+            Call::Send {
+                group,
+                message,
+                selector,
+            } => (group, vec![message], selector, SendKind::Single),
+            Call::SendOneway {
+                group,
+                message,
+                selector,
+            } => (group, vec![message], selector, SendKind::Oneway),
+            Call::SendBatch {
+                group,
+                messages,
+                selector,
+            } => (group, messages, selector, SendKind::Batch),
+            _ => return None,
+        };
+        Some(Self {
+            group,
+            messages,
+            selector,
+            kind,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SendKind {
     Single,
@@ -739,44 +769,10 @@ impl Client {
         timeout: Duration,
     ) {
         match call {
-            Call::Send {
-                group,
-                message,
-                selector,
-            } => {
-                let send = Send {
-                    group,
-                    messages: vec![message],
-                    selector,
-                    kind: SendKind::Single,
-                };
-                self.start_send(now, id, send, deadline, timeout);
-            }
-            Call::SendOneway {
-                group,
-                message,
-                selector,
-            } => {
-                let send = Send {
-                    group,
-                    messages: vec![message],
-                    selector,
-                    kind: SendKind::Oneway,
-                };
-                self.start_send(now, id, send, deadline, timeout);
-            }
-            Call::SendBatch {
-                group,
-                messages,
-                selector,
-            } => {
-                let send = Send {
-                    group,
-                    messages,
-                    selector,
-                    kind: SendKind::Batch,
-                };
-                self.start_send(now, id, send, deadline, timeout);
+            send @ (Call::Send { .. } | Call::SendOneway { .. } | Call::SendBatch { .. }) => {
+                if let Some(send) = Send::from_call(send) {
+                    self.start_send(now, id, send, deadline, timeout);
+                }
             }
             Call::Pull {
                 group,
