@@ -234,6 +234,22 @@ async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<
             Wake::Event(event) => driver.handle_input(now, event),
             Wake::Deadline => driver.handle_input(now, Input::Timeout),
         }
+        // Take in whatever else is ready before carrying out the outputs, so that
+        // frames bound for one connection leave in one write.
+        while shutdown.is_none() {
+            if let Ok(event) = events.try_recv() {
+                driver.handle_input(Instant::now(), event);
+            } else if let Ok(request) = requests.try_recv() {
+                match request {
+                    Request::Call(call, timeout, tx) => {
+                        driver.call(Instant::now(), call, timeout, tx)
+                    }
+                    Request::Shutdown(tx) => shutdown = Some(Some(tx)),
+                }
+            } else {
+                break;
+            }
+        }
     }
     driver.shutdown(&mut io);
     // Calls that raced with the shutdown would wait forever: a closed async

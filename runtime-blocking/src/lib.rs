@@ -276,12 +276,20 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
                 Err(_) => break,
             },
         };
-        let now = Instant::now();
-        match event {
-            None => driver.handle_input(now, Input::Timeout),
-            Some(Event::Call(call, timeout, tx)) => driver.call(now, call, timeout, tx),
-            Some(Event::Shutdown(tx)) => shutdown = Some(tx),
-            Some(Event::Input(input)) => driver.handle_input(now, input),
+        // Take in this and whatever else is ready before carrying out the outputs,
+        // so that frames bound for one connection leave together.
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            let now = Instant::now();
+            match event {
+                None => driver.handle_input(now, Input::Timeout),
+                Some(Event::Call(call, timeout, tx)) => driver.call(now, call, timeout, tx),
+                Some(Event::Shutdown(tx)) => shutdown = Some(tx),
+                Some(Event::Input(input)) => driver.handle_input(now, input),
+            }
+            if shutdown.is_none() {
+                next = events.try_recv().ok().map(Some);
+            }
         }
     }
     driver.shutdown(&mut io);

@@ -202,6 +202,20 @@ async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Reque
             Some(event) = events.recv() => driver.handle_input(now(), event),
             () = sleep_until(deadline) => driver.handle_input(now(), Input::Timeout),
         }
+        // Take in whatever else is ready before carrying out the outputs, so that
+        // frames bound for one connection leave in one write.
+        while shutdown.is_none() {
+            if let Ok(event) = events.try_recv() {
+                driver.handle_input(now(), event);
+            } else if let Ok(request) = requests.try_recv() {
+                match request {
+                    Request::Call(call, timeout, tx) => driver.call(now(), call, timeout, tx),
+                    Request::Shutdown(tx) => shutdown = Some(Some(tx)),
+                }
+            } else {
+                break;
+            }
+        }
     }
     driver.shutdown(&mut io);
     // Calls that raced with the shutdown get their answer too.

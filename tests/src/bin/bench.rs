@@ -47,72 +47,82 @@ impl Run {
     }
 }
 
+/// The tokio runtime our producer runs on: a current-thread runtime by default
+/// (one thread drives the client and every sender), or `BENCH_TOKIO_WORKERS=n`
+/// worker threads.
+fn runtime() -> tokio::runtime::Runtime {
+    match std::env::var("BENCH_TOKIO_WORKERS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }
+    .expect("tokio runtime")
+}
+
 fn ours(namesrv: &str, topic: &str, threads: usize, size: usize, seconds: u64) -> Run {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let client = rt.block_on(async {
-        rocketmq_tokio::Client::start(rocketmq_tokio::ClientConfig {
+    let rt = runtime();
+    rt.block_on(async {
+        let client = rocketmq_tokio::Client::start(rocketmq_tokio::ClientConfig {
             name_servers: vec![namesrv.to_owned()],
             compress_over: None,
             ..rocketmq_tokio::ClientConfig::default()
-        })
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let body = bytes::Bytes::from(vec![b'r'; size]);
-    for _ in 0..threads {
-        let (client, stop, sent, failed, body, topic) = (
-            client.clone(),
-            stop.clone(),
-            sent.clone(),
-            failed.clone(),
-            body.clone(),
-            topic.to_owned(),
-        );
-        rt.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match client
-                    .send(
-                        "bench-rust-producer",
-                        Message::new(topic.as_str(), body.clone()).with_tags("bench"),
-                    )
-                    .await
-                {
-                    Ok(_) => sent.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
         });
-    }
-    std::thread::sleep(Duration::from_secs(WARMUP));
-    let (sent0, failed0, cpu0, t0) = (
-        sent.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        cpu_seconds(),
-        Instant::now(),
-    );
-    std::thread::sleep(Duration::from_secs(seconds));
-    let (sent1, failed1, cpu1, elapsed) = (
-        sent.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        cpu_seconds(),
-        t0.elapsed(),
-    );
-    stop.store(true, Ordering::Relaxed);
-    // Sends still in flight now fail with Shutdown; only the measured window counts.
-    rt.block_on(client.shutdown());
-    if failed1 > failed0 {
-        eprintln!("rust: {} sends failed while measured", failed1 - failed0);
-    }
-    Run {
-        sent: sent1 - sent0,
-        seconds: elapsed.as_secs_f64(),
-        cpu_seconds: cpu1 - cpu0,
-    }
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let body = bytes::Bytes::from(vec![b'r'; size]);
+        for _ in 0..threads {
+            let (client, stop, sent, failed, body, topic) = (
+                client.clone(),
+                stop.clone(),
+                sent.clone(),
+                failed.clone(),
+                body.clone(),
+                topic.to_owned(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let message = Message::new(topic.as_str(), body.clone()).with_tags("bench");
+                    match client.send("bench-rust-producer", message).await {
+                        Ok(_) => sent.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(WARMUP)).await;
+        let (sent0, failed0, cpu0, t0) = (
+            sent.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed),
+            cpu_seconds(),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let (sent1, failed1, cpu1, elapsed) = (
+            sent.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed),
+            cpu_seconds(),
+            t0.elapsed(),
+        );
+        stop.store(true, Ordering::Relaxed);
+        // Sends still in flight now fail with Shutdown; only the measured window counts.
+        client.shutdown().await;
+        if failed1 > failed0 {
+            eprintln!("rust: {} sends failed while measured", failed1 - failed0);
+        }
+        Run {
+            sent: sent1 - sent0,
+            seconds: elapsed.as_secs_f64(),
+            cpu_seconds: cpu1 - cpu0,
+        }
+    })
 }
 
 fn java(cluster: &Cluster, topic: &str, threads: usize, size: usize, seconds: u64) -> Run {
