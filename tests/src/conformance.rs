@@ -493,60 +493,81 @@ pub fn java_consume(
     topic: &str,
     count: usize,
 ) -> Vec<JavaReceived> {
+    let lines = run_java_program(
+        cluster,
+        "PushConsumer",
+        &format!("java-consumer-{topic}"),
+        |manifest| {
+            vec![
+                cluster.namesrv_addr(),
+                topic.to_owned(),
+                format!("java-consumer-{topic}"),
+                count.to_string(),
+                "120".to_owned(),
+                manifest.to_owned(),
+            ]
+        },
+    );
+    lines
+        .iter()
+        .map(|v| JavaReceived {
+            msg_id: v["msgId"].as_str().expect("msgId").to_owned(),
+            sys_flag: v["sysFlag"].as_i64().expect("sysFlag"),
+            body: hex_field(v, "body"),
+            properties: string_map(&v["properties"]),
+        })
+        .collect()
+}
+
+/// Runs one of our Java interop programs (`main_class`) with the arguments
+/// `args(manifest_path)` gives, waits for it (3 minutes at most), fails loudly with
+/// its output if it fails, and returns the JSON lines it wrote to its manifest.
+fn run_java_program(
+    cluster: &crate::harness::Cluster,
+    main_class: &str,
+    work_name: &str,
+    args: impl FnOnce(&str) -> Vec<String>,
+) -> Vec<serde_json::Value> {
     let dist = cluster.distribution();
-    let work = cluster.run_dir().join(format!("java-consumer-{topic}"));
-    std::fs::create_dir_all(&work).expect("consumer work dir");
+    let work = cluster.run_dir().join(work_name);
+    std::fs::create_dir_all(&work).expect("work dir");
     let classes = interop_classes(cluster);
-    let manifest = work.join("consumed.jsonl");
+    let manifest = work.join("manifest.jsonl");
     let mut jvm = dist
-        .jvm("PushConsumer", work.join("consumer.out"))
+        .jvm(main_class, work.join("program.out"))
         .classpath(format!("{}:{}", classes.display(), dist.classpath()))
         .jvm_arg(format!("-Duser.home={}", work.display()))
         .jvm_arg("-Xmx256m")
-        .args([
-            cluster.namesrv_addr(),
-            topic.to_owned(),
-            format!("java-consumer-{topic}"),
-            count.to_string(),
-            "120".to_owned(),
-            manifest.display().to_string(),
-        ])
+        .args(args(&manifest.display().to_string()))
         .spawn()
-        .expect("start the Java consumer");
+        .unwrap_or_else(|e| panic!("cannot start {main_class}: {e}"));
     let status = jvm
         .wait_timeout(Duration::from_secs(180))
-        .expect("wait for the Java consumer")
-        .unwrap_or_else(|| {
-            panic!(
-                "the Java consumer did not finish in 180 s:\n{}",
-                jvm.output()
-            )
-        });
-    assert!(
-        status.success(),
-        "the Java consumer did not get {count} messages:\n{}",
-        jvm.output()
-    );
-    let text = std::fs::read_to_string(&manifest).expect("manifest");
-    text.lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).expect("manifest line");
-            let hex = v["body"].as_str().expect("body");
-            JavaReceived {
-                msg_id: v["msgId"].as_str().expect("msgId").to_owned(),
-                sys_flag: v["sysFlag"].as_i64().expect("sysFlag"),
-                body: (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                    .collect(),
-                properties: v["properties"]
-                    .as_object()
-                    .expect("properties")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect(),
-            }
-        })
+        .expect("wait for the Java program")
+        .unwrap_or_else(|| panic!("{main_class} did not finish in 180 s:\n{}", jvm.output()));
+    assert!(status.success(), "{main_class} failed:\n{}", jvm.output());
+    std::fs::read_to_string(&manifest)
+        .expect("manifest")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("manifest line"))
+        .collect()
+}
+
+/// A hex string field of a manifest line, as bytes.
+fn hex_field(v: &serde_json::Value, field: &str) -> Vec<u8> {
+    let hex = v[field].as_str().expect("hex field");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// A JSON object of strings, as a map.
+fn string_map(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .expect("an object")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
         .collect()
 }
 
@@ -595,59 +616,28 @@ pub fn java_send_compressed(
     compression: &str,
     count: usize,
 ) -> Vec<JavaSent> {
-    let dist = cluster.distribution();
-    let work = cluster.run_dir().join(format!("interop-{compression}"));
-    std::fs::create_dir_all(&work).expect("interop work dir");
-    let classes = interop_classes(cluster);
-    let manifest = work.join("manifest.jsonl");
-    let mut jvm = dist
-        .jvm("CompressedProducer", work.join("producer.out"))
-        .classpath(format!("{}:{}", classes.display(), dist.classpath()))
-        .jvm_arg(format!("-Duser.home={}", work.display()))
-        .jvm_arg("-Xmx256m")
-        .args([
-            cluster.namesrv_addr(),
-            topic.to_owned(),
-            compression.to_owned(),
-            count.to_string(),
-            manifest.display().to_string(),
-        ])
-        .spawn()
-        .expect("start the Java producer");
-    let status = jvm
-        .wait_timeout(Duration::from_secs(180))
-        .expect("wait for the Java producer")
-        .unwrap_or_else(|| {
-            panic!(
-                "the Java producer did not finish in 180 s:\n{}",
-                jvm.output()
-            )
-        });
-    assert!(
-        status.success(),
-        "the Java producer failed:\n{}",
-        jvm.output()
+    let lines = run_java_program(
+        cluster,
+        "CompressedProducer",
+        &format!("interop-{compression}"),
+        |manifest| {
+            vec![
+                cluster.namesrv_addr(),
+                topic.to_owned(),
+                compression.to_owned(),
+                count.to_string(),
+                manifest.to_owned(),
+            ]
+        },
     );
-    let text = std::fs::read_to_string(&manifest).expect("manifest");
-    text.lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).expect("manifest line");
-            let hex = v["body"].as_str().expect("body");
-            JavaSent {
-                msg_id: v["msgId"].as_str().expect("msgId").to_owned(),
-                queue_id: v["queueId"].as_i64().expect("queueId") as i32,
-                queue_offset: v["queueOffset"].as_i64().expect("queueOffset"),
-                body: (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                    .collect(),
-                properties: v["properties"]
-                    .as_object()
-                    .expect("properties")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect(),
-            }
+    lines
+        .iter()
+        .map(|v| JavaSent {
+            msg_id: v["msgId"].as_str().expect("msgId").to_owned(),
+            queue_id: v["queueId"].as_i64().expect("queueId") as i32,
+            queue_offset: v["queueOffset"].as_i64().expect("queueOffset"),
+            body: hex_field(v, "body"),
+            properties: string_map(&v["properties"]),
         })
         .collect()
 }
