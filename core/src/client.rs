@@ -479,6 +479,22 @@ struct Parked {
     request: Call,
 }
 
+/// A topic's route with what every send reads from it, worked out once per route
+/// update rather than once per send.
+#[derive(Debug)]
+struct KnownRoute {
+    data: TopicRouteData,
+    /// The writable queues, in Java's order.
+    publish: Vec<MessageQueue>,
+}
+
+impl KnownRoute {
+    fn new(topic: &str, data: TopicRouteData) -> Self {
+        let publish = data.publish_queues(topic);
+        Self { data, publish }
+    }
+}
+
 /// The sans-IO client. See the [module docs](self) for the driving loop.
 #[derive(Debug)]
 pub struct Client {
@@ -491,7 +507,7 @@ pub struct Client {
     next_call: u64,
     in_flight: HashMap<i32, InFlight>,
     deadlines: BTreeMap<(Instant, i32), ()>,
-    routes: HashMap<String, TopicRouteData>,
+    routes: HashMap<String, KnownRoute>,
     parked: HashMap<String, Vec<Parked>>,
     selection: Selection,
     ids: UniqueIdGenerator,
@@ -700,12 +716,13 @@ impl Client {
                 self.reply(id, Ok(Reply::Done));
             }
             call => {
-                let Some(topic) = call.topic().map(str::to_owned) else {
+                let Some(topic) = call.topic() else {
                     return;
                 };
-                if self.routes.contains_key(&topic) {
+                if self.routes.contains_key(topic) {
                     self.issue(now, id, call, deadline, timeout);
                 } else {
+                    let topic = topic.to_owned();
                     let first = !self.parked.contains_key(&topic);
                     self.parked.entry(topic.clone()).or_default().push(Parked {
                         call: id,
@@ -783,7 +800,7 @@ impl Client {
                 let Some(addr) = self
                     .routes
                     .get(&queue.topic)
-                    .and_then(|r| r.master_addr(&queue.broker_name))
+                    .and_then(|r| r.data.master_addr(&queue.broker_name))
                 else {
                     self.reply(
                         id,
@@ -818,7 +835,7 @@ impl Client {
                 let queues = self
                     .routes
                     .get(&topic)
-                    .map(|r| r.publish_queues(&topic))
+                    .map(|r| r.publish.clone())
                     .unwrap_or_default();
                 self.reply(id, Ok(Reply::Queues(queues)));
             }
@@ -914,21 +931,17 @@ impl Client {
 
     /// Sends one attempt of a prepared send to a queue its selector picks.
     fn attempt_send(&mut self, now: Instant, mut state: Box<SendState>) {
-        let queues = self
-            .routes
-            .get(&state.topic)
-            .map(|r| r.publish_queues(&state.topic))
-            .unwrap_or_default();
+        let route = self.routes.get(&state.topic);
+        let conns = &self.conns;
         let usable = |broker: &str| {
-            self.routes
-                .get(&state.topic)
-                .and_then(|r| r.master_addr(broker))
-                .is_some_and(|addr| self.conns.usable(addr, now))
+            route
+                .and_then(|r| r.data.master_addr(broker))
+                .is_some_and(|addr| conns.usable(addr, now))
         };
         let picked = self.selection.select(
             now,
             &state.topic,
-            &queues,
+            route.map_or(&[][..], |r| &r.publish[..]),
             &state.selector,
             state.last_broker.as_deref(),
             usable,
@@ -938,10 +951,8 @@ impl Client {
             self.reply(state.call, Err(ClientError::NoQueue(why)));
             return;
         };
-        let Some(addr) = self
-            .routes
-            .get(&state.topic)
-            .and_then(|r| r.master_addr(&queue.broker_name))
+        let Some(addr) = route
+            .and_then(|r| r.data.master_addr(&queue.broker_name))
             .map(str::to_owned)
         else {
             self.reply(
@@ -1177,7 +1188,8 @@ impl Client {
             if self.routes.is_empty() {
                 self.route_refresh_at = now + self.config.route_refresh_interval;
             }
-            self.routes.insert(topic.clone(), route.clone());
+            self.routes
+                .insert(topic.clone(), KnownRoute::new(&topic, route.clone()));
             // A broker this client has not met yet gets a heartbeat at once.
             if !self.producers.is_empty()
                 && self
@@ -1249,7 +1261,8 @@ impl Client {
                         q.read_queue_nums = n;
                         q.write_queue_nums = n;
                     }
-                    self.routes.insert(topic.clone(), route);
+                    self.routes
+                        .insert(topic.clone(), KnownRoute::new(&topic, route));
                     for p in parked {
                         let timeout = p.deadline.saturating_duration_since(now);
                         self.issue(now, p.call, p.request, p.deadline, timeout);
@@ -1325,7 +1338,7 @@ impl Client {
     fn broker_addrs(&self) -> BTreeSet<String> {
         self.routes
             .values()
-            .flat_map(|r| r.broker_datas.iter())
+            .flat_map(|r| r.data.broker_datas.iter())
             .filter_map(|b| b.master_addr())
             .map(str::to_owned)
             .collect()

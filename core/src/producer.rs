@@ -175,11 +175,11 @@ impl Selection {
     /// now (not in reconnect backoff); `avoid` is the broker of the previous
     /// attempt. Round robin and random pass over failed, unusable and avoided
     /// brokers while any other is left.
-    pub(crate) fn select(
+    pub(crate) fn select<'q>(
         &mut self,
         now: Instant,
         topic: &str,
-        queues: &[MessageQueue],
+        queues: &'q [MessageQueue],
         selector: &QueueSelector,
         avoid: Option<&str>,
         usable: impl Fn(&str) -> bool,
@@ -187,34 +187,50 @@ impl Selection {
         if queues.is_empty() {
             return None;
         }
-        self.failed.retain(|_, until| *until > now);
-        let fine = |q: &MessageQueue| {
-            !self.failed.contains_key(&q.broker_name)
-                && Some(q.broker_name.as_str()) != avoid
-                && usable(&q.broker_name)
-        };
-        let candidates: Vec<&MessageQueue> = queues.iter().filter(|q| fine(q)).collect();
-        let pool: Vec<&MessageQueue> = if candidates.is_empty() {
-            queues.iter().collect()
-        } else {
-            candidates
-        };
-        match selector {
-            QueueSelector::RoundRobin => {
-                let turn = self.turns.entry(topic.to_owned()).or_default();
-                *turn = turn.wrapping_add(1);
-                Some(pool[*turn % pool.len()].clone())
-            }
-            QueueSelector::Random => {
-                let i = (self.next_random() % pool.len() as u64) as usize;
-                Some(pool[i].clone())
-            }
+        let i = match selector {
+            QueueSelector::Queue(q) => return Some(q.clone()),
             QueueSelector::Hash(key) => {
                 let i = (java_string_hash(key) % queues.len() as i32).unsigned_abs() as usize;
-                Some(queues[i].clone())
+                return queues.get(i).cloned();
             }
-            QueueSelector::Queue(q) => Some(q.clone()),
+            QueueSelector::RoundRobin => match self.turns.get_mut(topic) {
+                Some(turn) => {
+                    *turn = turn.wrapping_add(1);
+                    *turn
+                }
+                None => {
+                    self.turns.insert(topic.to_owned(), 1);
+                    1
+                }
+            },
+            QueueSelector::Random => self.next_random() as usize,
+        };
+        if !self.failed.is_empty() {
+            self.failed.retain(|_, until| *until > now);
         }
+        // Queues come grouped by broker, so each broker is judged once per run.
+        let failed = &self.failed;
+        let mut last: Option<(&str, bool)> = None;
+        let mut fine = |q: &'q MessageQueue| match last {
+            Some((broker, ok)) if broker == q.broker_name => ok,
+            _ => {
+                let ok = !failed.contains_key(&q.broker_name)
+                    && Some(q.broker_name.as_str()) != avoid
+                    && usable(&q.broker_name);
+                last = Some((&q.broker_name, ok));
+                ok
+            }
+        };
+        let candidates = queues.iter().filter(|q| fine(q)).count();
+        if candidates == 0 {
+            // Every broker is out of favour: take the turn among all of them.
+            return queues.get(i % queues.len()).cloned();
+        }
+        queues
+            .iter()
+            .filter(|q| fine(q))
+            .nth(i % candidates)
+            .cloned()
     }
 }
 

@@ -159,8 +159,7 @@ fn headers() {
     );
     let mut cmd =
         RemotingCommand::request(rocketmq_core::protocol::code::RequestCode::PULL_MESSAGE, 1);
-    cmd.ext_fields
-        .insert("suggestWhichBrokerId".into(), "abc".into());
+    cmd.ext_fields.insert("suggestWhichBrokerId", "abc");
     case!(
         "ext field of the wrong type",
         cmd.header::<PullMessageResponseHeader>(),

@@ -2,7 +2,6 @@
 //! re-encoded by this crate. `testdata/golden/README.md` says how Java produced each
 //! file; `tests/java/golden` is the program that wrote them.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -33,7 +32,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn string_map(v: &Value) -> BTreeMap<String, String> {
+fn string_map<T: FromIterator<(String, String)> + Default>(v: &Value) -> T {
     v.as_object()
         .map(|o| {
             o.iter()
@@ -108,7 +107,11 @@ fn frames_decode_as_java_decodes_them() {
             "{name}"
         );
         assert_eq!(cmd.remark.as_deref(), want["remark"].as_str(), "{name}");
-        assert_eq!(cmd.ext_fields, string_map(&want["extFields"]), "{name}");
+        assert_eq!(
+            cmd.ext_fields,
+            string_map::<rocketmq_core::protocol::command::ExtFields>(&want["extFields"]),
+            "{name}"
+        );
         assert_eq!(
             hex(&cmd.body),
             want["body"].as_str().unwrap_or(""),

@@ -12,8 +12,6 @@
 //! remark_len: i32 | remark | ext_len: i32 | { key_len: i16 | key | value_len: i32 | value }*
 //! ```
 
-use std::collections::BTreeMap;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +23,8 @@ use super::frame::{
 use super::header::{CommandHeader, HeaderError};
 use super::wire::{Reader, UnexpectedEnd};
 
-/// A command's custom header fields, by key. Sorted, so encodings are deterministic.
-pub type ExtFields = BTreeMap<String, String>;
+pub use super::ext::ExtFields;
+use super::ext::ExtFieldsIn;
 
 /// Flag bit: the command is a response.
 pub const FLAG_RESPONSE: i32 = 1;
@@ -276,7 +274,7 @@ impl RemotingCommand {
 
     /// Ext fields as the binary form carries them: empty keys and values are
     /// left out, since Java reads an empty string there as null.
-    fn binary_ext_fields(&self) -> impl Iterator<Item = (&String, &String)> {
+    fn binary_ext_fields(&self) -> impl Iterator<Item = (&str, &str)> {
         self.ext_fields
             .iter()
             .filter(|(k, v)| !k.is_empty() && !v.is_empty())
@@ -363,42 +361,56 @@ struct JsonHeaderIn {
     #[serde(default)]
     remark: Option<String>,
     #[serde(default, rename = "extFields")]
-    ext_fields: Option<BTreeMap<String, serde_json::Value>>,
+    ext_fields: Option<ExtFieldsIn>,
 }
 
-/// `language` as a Java enum name or, from some peers, its ordinal.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum JsonLanguage {
-    Name(String),
-    Code(u8),
+/// `language` as a Java enum name or, from some peers, its ordinal. JSON carries
+/// names, so a code without one reads as OTHER, as a name without a code does.
+struct JsonLanguage(LanguageCode);
+
+impl<'de> Deserialize<'de> for JsonLanguage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LanguageVisitor;
+        impl serde::de::Visitor<'_> for LanguageVisitor {
+            type Value = JsonLanguage;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a language name or code")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<JsonLanguage, E> {
+                Ok(JsonLanguage(
+                    LanguageCode::from_java_name(v).unwrap_or(LanguageCode::Other),
+                ))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<JsonLanguage, E> {
+                let code = u8::try_from(v).map_err(|_| {
+                    E::invalid_value(serde::de::Unexpected::Unsigned(v), &"a language code")
+                })?;
+                Ok(JsonLanguage(match LanguageCode::from_value(code) {
+                    LanguageCode::Unknown(_) => LanguageCode::Other,
+                    known => known,
+                }))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<JsonLanguage, E> {
+                let v = u64::try_from(v).map_err(|_| {
+                    E::invalid_value(serde::de::Unexpected::Signed(v), &"a language code")
+                })?;
+                self.visit_u64(v)
+            }
+        }
+        deserializer.deserialize_any(LanguageVisitor)
+    }
 }
 
 fn decode_json(header: &[u8]) -> Result<RemotingCommand, CommandError> {
     let h: JsonHeaderIn =
         serde_json::from_slice(header).map_err(|e| CommandError::Json(e.to_string()))?;
-    let language = match h.language {
-        None => LanguageCode::Other,
-        // JSON carries names, so a code without one reads as OTHER, as a name
-        // without a code does.
-        Some(JsonLanguage::Code(c)) => match LanguageCode::from_value(c) {
-            LanguageCode::Unknown(_) => LanguageCode::Other,
-            known => known,
-        },
-        Some(JsonLanguage::Name(n)) => {
-            LanguageCode::from_java_name(&n).unwrap_or(LanguageCode::Other)
-        }
-    };
-    let mut ext_fields = ExtFields::new();
-    for (k, v) in h.ext_fields.unwrap_or_default() {
-        let v = match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Null => continue,
-            serde_json::Value::Bool(b) => b.to_string(),
-            serde_json::Value::Number(n) => n.to_string(),
-            _ => return Err(CommandError::ExtFieldType(k)),
-        };
-        ext_fields.insert(k, v);
+    let language = h.language.map_or(LanguageCode::Other, |l| l.0);
+    let ExtFieldsIn {
+        fields: ext_fields,
+        bad_key,
+    } = h.ext_fields.unwrap_or_default();
+    if let Some(key) = bad_key {
+        return Err(CommandError::ExtFieldType(key));
     }
     Ok(RemotingCommand {
         code: h.code,
@@ -481,7 +493,7 @@ mod tests {
 
     fn sample() -> RemotingCommand {
         let mut cmd = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, 1);
-        cmd.ext_fields.insert("topic".into(), "T".into());
+        cmd.ext_fields.insert("topic", "T");
         cmd
     }
 
@@ -519,8 +531,8 @@ mod tests {
         let mut cmd =
             RemotingCommand::response(ResponseCode::SYSTEM_ERROR, 42, Some("busy, 中文".into()))
                 .with_body(Bytes::from_static(b"hello"));
-        cmd.ext_fields.insert("a".into(), "1".into());
-        cmd.ext_fields.insert("props".into(), "K\u{1}V\u{2}".into());
+        cmd.ext_fields.insert("a", "1");
+        cmd.ext_fields.insert("props", "K\u{1}V\u{2}");
         for ty in [SerializeType::Json, SerializeType::RocketMq] {
             assert_eq!(round_trip(&cmd, ty), cmd, "{ty:?}");
         }
@@ -562,8 +574,8 @@ mod tests {
             br#"{"language":9,"opaque":5,"extFields":{"n":12,"b":true,"z":null},"unknown":[1]}"#;
         let cmd = decode_json(h).unwrap();
         assert_eq!(cmd.language, LanguageCode::Go);
-        assert_eq!(cmd.ext_fields.get("n").map(String::as_str), Some("12"));
-        assert_eq!(cmd.ext_fields.get("b").map(String::as_str), Some("true"));
+        assert_eq!(cmd.ext_fields.get("n"), Some("12"));
+        assert_eq!(cmd.ext_fields.get("b"), Some("true"));
         assert!(!cmd.ext_fields.contains_key("z"));
         let h = br#"{"language":"KLINGON","extFields":{"o":{"x":1}}}"#;
         assert_eq!(decode_json(h), Err(CommandError::ExtFieldType("o".into())));
@@ -650,7 +662,7 @@ mod tests {
         v.extend(ext);
         let cmd = decode_binary(&v).unwrap();
         assert_eq!(cmd.ext_fields.len(), 1);
-        assert_eq!(cmd.ext_fields["a"], "2");
+        assert_eq!(cmd.ext_fields.get("a"), Some("2"));
         assert_eq!(cmd.code, 11);
     }
 
@@ -716,7 +728,7 @@ mod tests {
                             opaque,
                             flag,
                             remark,
-                            ext_fields,
+                            ext_fields: ext_fields.into_iter().collect(),
                             body: Bytes::from(body),
                         }
                     },

@@ -123,7 +123,7 @@ impl<T: ExtValue> HeaderField for T {
         parse_value(key, s)
     }
     fn put(&self, ext: &mut ExtFields, key: &'static str) {
-        ext.insert(key.to_owned(), self.render());
+        ext.insert(key, self.render());
     }
 }
 
@@ -159,6 +159,7 @@ macro_rules! command_header {
         impl CommandHeader for $name {
             #[allow(unused_variables)]
             fn write(&self, ext: &mut ExtFields) {
+                ext.reserve(Self::KEYS.len());
                 $( HeaderField::put(&self.$field, ext, $key); )*
             }
             #[allow(unused_variables)]
@@ -558,6 +559,7 @@ macro_rules! v2_keys {
 
         impl CommandHeader for SendMessageRequestHeaderV2 {
             fn write(&self, ext: &mut ExtFields) {
+                ext.reserve(Self::KEYS.len());
                 $( HeaderField::put(&self.0.$field, ext, $key); )*
             }
             fn read(ext: &ExtFields) -> Result<Self, HeaderError> {
@@ -681,8 +683,8 @@ mod tests {
         let v2 = SendMessageRequestHeaderV2(v1.clone());
         let mut fields = ExtFields::new();
         v2.write(&mut fields);
-        assert_eq!(fields["a"], "pg");
-        assert_eq!(fields["g"], "1732500000000");
+        assert_eq!(fields.get("a"), Some("pg"));
+        assert_eq!(fields.get("g"), Some("1732500000000"));
         assert!(!fields.contains_key("l"));
         assert_eq!(SendMessageRequestHeaderV2::read(&fields).unwrap().0, v1);
     }

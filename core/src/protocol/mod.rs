@@ -16,6 +16,7 @@ pub mod body;
 pub mod code;
 pub mod command;
 pub mod compress;
+mod ext;
 pub mod fastjson;
 pub mod frame;
 pub mod header;
