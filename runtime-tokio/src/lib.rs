@@ -261,12 +261,17 @@ async fn connection(
     let _ = events.send(Input::Connected(conn));
     let (mut reader, writer) = stream.into_split();
     let read = async {
+        // One buffer, read into and split off: once the core has let go of
+        // what was handed over, `reserve` takes the same allocation back.
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            if buf.capacity() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
             match reader.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    if events.send(Input::Received(conn, buf)).is_err() {
+                    if events.send(Input::Received(conn, buf.split())).is_err() {
                         break;
                     }
                 }
