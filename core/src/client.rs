@@ -476,6 +476,8 @@ impl Call {
 struct Parked {
     call: CallId,
     deadline: Instant,
+    /// The call's own timeout, for the error if the deadline passes first.
+    timeout: Duration,
     request: Call,
 }
 
@@ -727,6 +729,7 @@ impl Client {
                     self.parked.entry(topic.clone()).or_default().push(Parked {
                         call: id,
                         deadline,
+                        timeout,
                         request: call,
                     });
                     if first {
@@ -1297,14 +1300,14 @@ impl Client {
             list.retain(|p| {
                 let keep = p.deadline > now;
                 if !keep {
-                    expired.push(p.call);
+                    expired.push((p.call, p.timeout));
                 }
                 keep
             });
         }
         self.parked.retain(|_, list| !list.is_empty());
-        for call in expired {
-            self.reply(call, Err(ClientError::Timeout(self.config.request_timeout)));
+        for (call, timeout) in expired {
+            self.reply(call, Err(ClientError::Timeout(timeout)));
         }
         for (conn, addr) in self.conns.due(now) {
             self.outputs.push_back(Output::Connect { conn, addr });

@@ -28,6 +28,22 @@ macro_rules! typed_calls {
             self.send_with(group, message, $crate::QueueSelector::RoundRobin)$($await_)*
         }
 
+        /// Sends a message as [`send`](Self::send) does, within `timeout` (every
+        /// attempt included) instead of the client's request timeout.
+        pub $($asyncness)? fn send_timeout(
+            &self,
+            group: &str,
+            message: $crate::protocol::message::Message,
+            timeout: ::std::time::Duration,
+        ) -> Result<$crate::SendResult, $crate::ClientError> {
+            let call = $crate::Call::Send {
+                group: group.into(),
+                message,
+                selector: $crate::QueueSelector::RoundRobin,
+            };
+            self.call(call, Some(timeout))$($await_)*?.into_sent()
+        }
+
         /// Sends a message to the given queue.
         pub $($asyncness)? fn send_to(
             &self,

@@ -33,6 +33,13 @@ pub trait Runtime: Sized {
         message: Message,
         selector: QueueSelector,
     ) -> Result<SendResult, ClientError>;
+    /// Sends to the next writable queue within `timeout` instead of the default.
+    fn send_timeout(
+        &self,
+        group: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<SendResult, ClientError>;
     /// Sends to the queue a user-supplied selector picks.
     fn send_select(
         &self,
@@ -97,6 +104,15 @@ impl Runtime for Tokio {
         self.rt
             .block_on(self.client.send_with(group, message, selector))
     }
+    fn send_timeout(
+        &self,
+        group: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<SendResult, ClientError> {
+        self.rt
+            .block_on(self.client.send_timeout(group, message, timeout))
+    }
     fn send_select(
         &self,
         group: &str,
@@ -154,6 +170,14 @@ impl Runtime for AsyncStd {
     ) -> Result<SendResult, ClientError> {
         async_std::task::block_on(self.0.send_with(group, message, selector))
     }
+    fn send_timeout(
+        &self,
+        group: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<SendResult, ClientError> {
+        async_std::task::block_on(self.0.send_timeout(group, message, timeout))
+    }
     fn send_select(
         &self,
         group: &str,
@@ -209,6 +233,14 @@ impl Runtime for Smol {
     ) -> Result<SendResult, ClientError> {
         smol::block_on(self.0.send_with(group, message, selector))
     }
+    fn send_timeout(
+        &self,
+        group: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<SendResult, ClientError> {
+        smol::block_on(self.0.send_timeout(group, message, timeout))
+    }
     fn send_select(
         &self,
         group: &str,
@@ -261,6 +293,14 @@ impl Runtime for Blocking {
         selector: QueueSelector,
     ) -> Result<SendResult, ClientError> {
         self.0.send_with(group, message, selector)
+    }
+    fn send_timeout(
+        &self,
+        group: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<SendResult, ClientError> {
+        self.0.send_timeout(group, message, timeout)
     }
     fn send_select(
         &self,
@@ -777,6 +817,22 @@ pub fn send_kinds<R: Runtime>(namesrv: &str, topic: &str) {
     assert_eq!(pulled.status, PullStatus::Found, "{}", R::NAME);
     assert_eq!(&pulled.messages[0].body[..], b"auto-created", "{}", R::NAME);
     // A user-supplied selector: always the last queue.
+    // A per-call timeout: one shorter than any round trip fails with that
+    // timeout, not the client's default; a roomy one succeeds.
+    let late = client.send_timeout(&group, Message::new(topic, "late"), Duration::ZERO);
+    assert_eq!(
+        late.map(|_| ()),
+        Err(ClientError::Timeout(Duration::ZERO)),
+        "{}",
+        R::NAME
+    );
+    client
+        .send_timeout(
+            &group,
+            Message::new(topic, "roomy"),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{}: send with a 10 s timeout failed: {e}", R::NAME));
     let last = |queues: &[MessageQueue], _: &Message| queues[queues.len() - 1].clone();
     let r = client
         .send_select(&group, Message::new(topic, "selected"), &last)

@@ -156,6 +156,29 @@ fn timed_out_request_fails_and_its_late_response_is_dropped() {
 }
 
 #[test]
+fn a_send_waiting_for_its_route_times_out_with_its_own_timeout() {
+    let mut h = Harness::new();
+    let timeout = Duration::from_millis(250);
+    let call = h.client.call(
+        h.now,
+        Call::Send {
+            group: "G".into(),
+            message: Message::new("T", "x"),
+            selector: QueueSelector::RoundRobin,
+        },
+        Some(timeout),
+    );
+    let (conn, _) = connect_of(&h.outputs()[0]);
+    h.input(Input::Connected(conn)); // the route query goes out, and is not answered
+    assert!(h.advance(Duration::from_millis(249)).is_empty(), "not yet");
+    let out = h.advance(Duration::from_millis(1));
+    assert!(
+        matches!(&out[..], [Output::Reply { call: c, result: Err(ClientError::Timeout(t)) }] if *c == call && *t == timeout),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn send_waits_for_the_route_then_goes_to_the_master() {
     let mut h = Harness::new();
     let message = Message::new("T", Bytes::from(vec![b'x'; 5000]))
