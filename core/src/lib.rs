@@ -61,6 +61,7 @@
 
 pub mod client;
 mod connection;
+pub mod consumer;
 pub mod driver;
 mod error;
 #[doc(hidden)]

@@ -1,0 +1,1 @@
+//! Queue allocation strategies (being written).
