@@ -386,6 +386,32 @@ pub struct MessageExt {
     pub version: MessageVersion,
 }
 
+impl Default for MessageExt {
+    /// An empty message at offset 0 from `0.0.0.0:0` (for building messages by hand).
+    fn default() -> Self {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        Self {
+            topic: ByteString::new(),
+            flag: 0,
+            body: Bytes::new(),
+            properties: Properties::default(),
+            queue_id: 0,
+            queue_offset: 0,
+            commit_log_offset: 0,
+            sys_flag: 0,
+            born_timestamp: 0,
+            born_host: nowhere,
+            store_timestamp: 0,
+            store_host: nowhere,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body_crc: 0,
+            store_size: 0,
+            version: MessageVersion::default(),
+        }
+    }
+}
+
 impl MessageExt {
     /// A property's value.
     pub fn property(&self, name: &str) -> Option<&str> {
