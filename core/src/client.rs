@@ -24,6 +24,7 @@ use core::net::{IpAddr, Ipv4Addr};
 use tracing::{debug, trace, warn};
 
 use crate::connection::{ConnId, Connections, Route};
+use crate::consumer::{ConsumeResult, ConsumerConfig, ConsumerStats, Delivery, Selector, Ticket};
 use crate::error::ClientError;
 use crate::producer::{self, retryable, QueueSelector, Selection};
 use crate::protocol::body::{HeartbeatData, ProducerData, TopicRouteData};
@@ -194,6 +195,53 @@ pub enum Call {
         /// Producer group.
         group: String,
     },
+    /// Start a push consumer with its first subscriptions. Its messages come out
+    /// as [`Output::Deliver`]; answer each with [`Input::Consumed`].
+    StartConsumer {
+        /// Its settings (checked first; a bad one fails the call).
+        config: Box<ConsumerConfig>,
+        /// Topics and selectors.
+        subscriptions: Vec<(String, Selector)>,
+    },
+    /// Subscribe a running consumer to a topic.
+    Subscribe {
+        /// Consumer group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// Which messages.
+        selector: Selector,
+        /// Replace a different selector instead of failing with a conflict.
+        replace: bool,
+    },
+    /// Drop a topic from a running consumer.
+    Unsubscribe {
+        /// Consumer group.
+        group: String,
+        /// The topic.
+        topic: String,
+    },
+    /// Stop pulling (cached messages are still delivered).
+    Suspend {
+        /// Consumer group.
+        group: String,
+    },
+    /// Pull again after [`Call::Suspend`].
+    Resume {
+        /// Consumer group.
+        group: String,
+    },
+    /// A consumer's counters.
+    ConsumerStats {
+        /// Consumer group.
+        group: String,
+    },
+    /// Stop a consumer: drain running listener calls up to its shutdown timeout,
+    /// write offsets, unregister. Completes when all that is done.
+    ShutdownConsumer {
+        /// Consumer group.
+        group: String,
+    },
     /// Pull messages from one queue once, without waiting for new ones.
     Pull {
         /// Consumer group.
@@ -219,6 +267,8 @@ pub enum Reply {
     Pulled(PullResult),
     /// A topic's writable queues.
     Queues(Vec<MessageQueue>),
+    /// A consumer's counters.
+    ConsumerStats(ConsumerStats),
     /// The call was carried out and has nothing to return.
     Done,
 }
@@ -250,6 +300,16 @@ impl Reply {
             Self::Queues(q) => Ok(q),
             other => Err(ClientError::BadResponse(format!(
                 "expected queues, got {other:?}"
+            ))),
+        }
+    }
+
+    /// The counters, from a [`Call::ConsumerStats`] reply.
+    pub fn into_consumer_stats(self) -> Result<ConsumerStats, ClientError> {
+        match self {
+            Self::ConsumerStats(s) => Ok(s),
+            other => Err(ClientError::BadResponse(format!(
+                "expected consumer stats, got {other:?}"
             ))),
         }
     }
@@ -335,6 +395,13 @@ pub enum Input {
     Closed(ConnId),
     /// Time passed (the instant from [`Client::poll_timeout`] was reached).
     Timeout,
+    /// A listener call from [`Output::Deliver`] finished.
+    Consumed {
+        /// The delivery's ticket.
+        ticket: Ticket,
+        /// What the listener made of the messages.
+        result: ConsumeResult,
+    },
 }
 
 /// Something the adapter must do, from [`Client::poll_output`].
@@ -365,6 +432,9 @@ pub enum Output {
         /// Its result.
         result: Result<Reply, ClientError>,
     },
+    /// Run the consumer's listener on these messages, then report
+    /// [`Input::Consumed`] with the ticket.
+    Deliver(Delivery),
 }
 
 /// A request on the wire, waiting for its response.
@@ -391,6 +461,10 @@ enum Expect {
     Pull,
     Heartbeat,
     Unregister,
+    Consumer {
+        group: String,
+        op: ConsumerOp,
+    },
 }
 
 /// A send as the call gave it.
@@ -526,6 +600,7 @@ pub struct Client {
     /// Broker addresses that have had a heartbeat.
     heartbeated: BTreeSet<String>,
     producers: BTreeSet<String>,
+    consumers: Consumers,
     /// Topics without a route whose sends wait for the auto-create template's.
     awaiting_default: BTreeSet<String>,
 }
@@ -564,6 +639,7 @@ impl Client {
             heartbeat_at: None,
             heartbeated: BTreeSet::new(),
             producers: BTreeSet::new(),
+            consumers: Consumers::default(),
             awaiting_default: BTreeSet::new(),
         }
     }
@@ -648,6 +724,7 @@ impl Client {
                 }
             }
             Input::Timeout => self.expire(now),
+            Input::Consumed { ticket, result } => self.on_consumed(now, ticket, result),
         }
     }
 
@@ -682,6 +759,7 @@ impl Client {
             (!self.routes.is_empty()).then_some(self.route_refresh_at),
             self.heartbeat_at,
             self.conns.next_connect(),
+            self.consumer_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -712,11 +790,44 @@ impl Client {
                 if self.producers.remove(&group) {
                     self.unregister(&group, deadline, timeout);
                 }
-                if self.producers.is_empty() {
+                if self.producers.is_empty() && !self.has_consumers() {
                     self.heartbeat_at = None;
                 }
                 self.reply(id, Ok(Reply::Done));
             }
+            Call::StartConsumer {
+                config,
+                subscriptions,
+            } => {
+                let result = self.start_consumer(now, *config, subscriptions);
+                self.reply(id, result);
+            }
+            Call::Subscribe {
+                group,
+                topic,
+                selector,
+                replace,
+            } => {
+                let result = self.subscribe(now, &group, &topic, selector, replace);
+                self.reply(id, result);
+            }
+            Call::Unsubscribe { group, topic } => {
+                let result = self.unsubscribe(now, &group, &topic);
+                self.reply(id, result);
+            }
+            Call::Suspend { group } => {
+                let result = self.suspend(&group, true);
+                self.reply(id, result);
+            }
+            Call::Resume { group } => {
+                let result = self.suspend(&group, false);
+                self.reply(id, result);
+            }
+            Call::ConsumerStats { group } => {
+                let result = self.consumer_stats(&group);
+                self.reply(id, result);
+            }
+            Call::ShutdownConsumer { group } => self.shutdown_consumer(now, id, &group),
             call => {
                 let Some(topic) = call.topic() else {
                     return;
@@ -1131,6 +1242,10 @@ impl Client {
                 return;
             }
             Expect::Pull => on_pull(&cmd, &self.config.decode),
+            Expect::Consumer { group, op } => {
+                self.on_consumer_answer(now, group, op, Ok(cmd));
+                return;
+            }
             Expect::Heartbeat | Expect::Unregister => match cmd.response_code() {
                 ResponseCode::SUCCESS => Ok(Reply::Done),
                 code => {
@@ -1148,6 +1263,11 @@ impl Client {
     /// REQUEST_CODE_NOT_SUPPORTED (oneway ones get nothing), never silence.
     fn on_server_request(&mut self, conn: ConnId, cmd: RemotingCommand) {
         debug!(%conn, code = cmd.code, "server request");
+        if cmd.request_code() == RequestCode::NOTIFY_CONSUMER_IDS_CHANGED {
+            // Oneway from the broker: nothing to answer.
+            self.on_ids_changed(self.last_now, &cmd);
+            return;
+        }
         if cmd.is_oneway() {
             return;
         }
@@ -1193,8 +1313,9 @@ impl Client {
             }
             self.routes
                 .insert(topic.clone(), KnownRoute::new(&topic, route.clone()));
+            self.consumer_route_arrived(now, &topic);
             // A broker this client has not met yet gets a heartbeat at once.
-            if !self.producers.is_empty()
+            if (!self.producers.is_empty() || self.has_consumers())
                 && self
                     .broker_addrs()
                     .iter()
@@ -1320,17 +1441,14 @@ impl Client {
             self.heartbeat_at = Some(now + self.config.heartbeat_interval);
             self.send_heartbeats(now);
         }
+        self.consumer_timers(now);
     }
 
     /// Asks for the route of every topic in use, unless a query is already out.
     fn refresh_routes(&mut self, now: Instant) {
-        let mut topics: Vec<String> = self
-            .routes
-            .keys()
-            .filter(|t| !self.route_queries.contains(*t))
-            .cloned()
-            .collect();
-        topics.sort();
+        let mut topics: BTreeSet<String> = self.routes.keys().cloned().collect();
+        topics.extend(self.consumer_topics());
+        topics.retain(|t| !self.route_queries.contains(t));
         let timeout = self.config.request_timeout;
         for topic in topics {
             self.query_route(None, topic, now + timeout, timeout);
@@ -1359,6 +1477,7 @@ impl Client {
                         group_name: g.clone(),
                     })
                     .collect(),
+                consumer_data_set: self.consumer_groups().collect(),
                 ..HeartbeatData::default()
             }
             .encode(),
@@ -1426,10 +1545,18 @@ impl Client {
     /// the next name server and fails the calls parked behind it.
     fn fail_request(&mut self, opaque: i32, req: InFlight, error: ClientError) {
         self.deadlines.remove(&(req.deadline, opaque));
-        if let Expect::Send { state, .. } = req.kind {
-            self.retry_send(self.last_now, state, error);
-            return;
-        }
+        let kind = match req.kind {
+            Expect::Send { state, .. } => {
+                self.retry_send(self.last_now, state, error);
+                return;
+            }
+            Expect::Consumer { group, op } => {
+                self.on_consumer_answer(self.last_now, group, op, Err(error));
+                return;
+            }
+            other => other,
+        };
+        let req = InFlight { kind, ..req };
         if let Expect::Route { topic } = &req.kind {
             self.route_queries.remove(topic);
             self.name_server = self.name_server.wrapping_add(1);
@@ -1523,6 +1650,13 @@ fn on_pull(cmd: &RemotingCommand, decode: &DecodeOptions) -> Result<Reply, Clien
         messages,
     }))
 }
+
+mod consumer;
+pub use consumer::{
+    retry_topic, DLQ_PREFIX, LOCAL_RETRY_DELAY, PULL_RETRY_DELAY, PULL_SUSPEND, PULL_TIMEOUT,
+    REBALANCE_INTERVAL, REBALANCE_RETRY, RETRY_PREFIX,
+};
+use consumer::{ConsumerOp, Consumers};
 
 #[cfg(test)]
 mod tests;

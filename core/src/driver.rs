@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::client::{Call, CallId, Client, Input, Output, Reply};
 use crate::connection::ConnId;
+use crate::consumer::Delivery;
 use crate::error::ClientError;
 
 /// What an adapter does for the core, on its runtime.
@@ -33,6 +34,10 @@ pub trait Io {
 
     /// Hands a call's result to its waiter.
     fn complete(&mut self, waiter: Self::Waiter, result: Result<Reply, ClientError>);
+
+    /// Runs the listener of `delivery.context.group` on its messages, off the
+    /// driver, and later feeds [`Input::Consumed`] back with its ticket.
+    fn deliver(&mut self, delivery: Delivery);
 }
 
 /// A [`Client`] with the adapter-side state every adapter keeps the same way.
@@ -98,6 +103,7 @@ impl<C, W> Driver<C, W> {
                         io.complete(waiter, result);
                     }
                 }
+                Output::Deliver(delivery) => io.deliver(delivery),
             }
         }
     }
@@ -149,6 +155,11 @@ mod tests {
             self.log
                 .borrow_mut()
                 .push(format!("complete {waiter} {}", result.is_ok()));
+        }
+        fn deliver(&mut self, delivery: Delivery) {
+            self.log
+                .borrow_mut()
+                .push(format!("deliver {}", delivery.ticket));
         }
     }
 

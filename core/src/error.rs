@@ -50,4 +50,14 @@ pub enum ClientError {
     /// The client is shut down.
     #[error("client is shut down")]
     Shutdown,
+    /// A consumer setting cannot work.
+    #[error(transparent)]
+    Config(#[from] crate::consumer::ConfigError),
+    /// A subscription change was refused.
+    #[error(transparent)]
+    Subscribe(#[from] crate::consumer::SubscribeError),
+    /// The consumer is not in a state for this call (none of that group, or
+    /// already shutting down).
+    #[error("consumer: {0}")]
+    ConsumerState(String),
 }

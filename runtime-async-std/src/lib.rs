@@ -29,9 +29,20 @@ use async_io::Timer;
 use async_net::TcpStream;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use consumer::Handler;
+use rocketmq_core::consumer::Delivery;
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
+mod consumer;
+
+pub use consumer::{PushConsumer, PushConsumerBuilder};
 pub use rocketmq_core as core;
+pub use rocketmq_core::consumer::{
+    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerStats, MessageModel, Selector,
+};
 pub use rocketmq_core::protocol::message::{Message, MessageExt};
 pub use rocketmq_core::{
     ClientConfig, ClientError, PullResult, PullStatus, QueueSelector, SendResult, SendStatus,
@@ -47,6 +58,10 @@ type ReplyTx = Sender<Result<Reply, ClientError>>;
 enum Request {
     Call(Call, Option<Duration>, ReplyTx),
     Shutdown(Sender<()>),
+    /// A consumer's listener, before the consumer starts.
+    Listen(String, Handler, Sender<Result<(), ClientError>>),
+    /// The consumer of this group is gone.
+    Unlisten(String),
 }
 
 /// A handle to a running client. Cheap to clone; every clone talks to the same
@@ -113,6 +128,20 @@ impl Client {
 
     rocketmq_core::typed_calls!([async] [.await]);
 
+    /// Registers the listener of a consumer group; one per group.
+    async fn listen(&self, group: &str, handler: Handler) -> Result<(), ClientError> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.requests
+            .send(Request::Listen(group.to_owned(), handler, tx))
+            .await
+            .map_err(|_| ClientError::Shutdown)?;
+        rx.recv().await.map_err(|_| ClientError::Shutdown)?
+    }
+
+    fn unlisten(&self, group: &str) {
+        let _ = self.requests.try_send(Request::Unlisten(group.to_owned()));
+    }
+
     /// Closes every connection and stops the driver. Calls still waiting fail
     /// with [`ClientError::Shutdown`].
     pub async fn shutdown(&self) {
@@ -148,6 +177,7 @@ struct Conn {
 struct AsyncIo<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
     events: Sender<Input>,
+    listeners: HashMap<String, Handler>,
 }
 
 impl<'ex> Io for AsyncIo<'_, 'ex> {
@@ -175,6 +205,51 @@ impl<'ex> Io for AsyncIo<'_, 'ex> {
     fn complete(&mut self, waiter: ReplyTx, result: Result<Reply, ClientError>) {
         let _ = waiter.try_send(result);
     }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        match self.listeners.get(&delivery.context.group) {
+            Some(handler) => consumer::run(self.ex, handler.clone(), delivery, self.events.clone()),
+            None => {
+                // No listener (its consumer is going away): the messages stay
+                // unconsumed and come back.
+                let _ = self.events.try_send(Input::Consumed {
+                    ticket: delivery.ticket,
+                    result: ConsumeResult::RETRY,
+                });
+            }
+        }
+    }
+}
+
+impl AsyncIo<'_, '_> {
+    /// Handles a request; returns `Some(waiter)` for a shutdown.
+    fn request(
+        &mut self,
+        driver: &mut Driver<Conn, ReplyTx>,
+        request: Request,
+    ) -> Option<Option<Sender<()>>> {
+        match request {
+            Request::Call(call, timeout, tx) => driver.call(Instant::now(), call, timeout, tx),
+            Request::Shutdown(tx) => return Some(Some(tx)),
+            Request::Listen(group, handler, tx) => {
+                let result = match self.listeners.entry(group) {
+                    Entry::Occupied(e) => Err(ClientError::ConsumerState(format!(
+                        "a consumer of group {} already runs in this client",
+                        e.key()
+                    ))),
+                    Entry::Vacant(e) => {
+                        e.insert(handler);
+                        Ok(())
+                    }
+                };
+                let _ = tx.try_send(result);
+            }
+            Request::Unlisten(group) => {
+                self.listeners.remove(&group);
+            }
+        }
+        None
+    }
 }
 
 /// What woke the driver.
@@ -195,6 +270,7 @@ async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<
     let mut io = AsyncIo {
         ex,
         events: events_tx,
+        listeners: HashMap::new(),
     };
     let mut shutdown = None;
     loop {
@@ -226,10 +302,7 @@ async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<
         .await;
         let now = Instant::now();
         match wake {
-            Wake::Request(Some(Request::Call(call, timeout, tx))) => {
-                driver.call(now, call, timeout, tx)
-            }
-            Wake::Request(Some(Request::Shutdown(tx))) => shutdown = Some(Some(tx)),
+            Wake::Request(Some(request)) => shutdown = io.request(&mut driver, request),
             Wake::Request(None) => shutdown = Some(None),
             Wake::Event(event) => driver.handle_input(now, event),
             Wake::Deadline => driver.handle_input(now, Input::Timeout),
@@ -240,12 +313,7 @@ async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<
             if let Ok(event) = events.try_recv() {
                 driver.handle_input(Instant::now(), event);
             } else if let Ok(request) = requests.try_recv() {
-                match request {
-                    Request::Call(call, timeout, tx) => {
-                        driver.call(Instant::now(), call, timeout, tx)
-                    }
-                    Request::Shutdown(tx) => shutdown = Some(Some(tx)),
-                }
+                shutdown = io.request(&mut driver, request);
             } else {
                 break;
             }
@@ -263,6 +331,10 @@ async fn drive(ex: &LocalExecutor<'_>, config: ClientConfig, requests: Receiver<
             Request::Shutdown(tx) => {
                 let _ = tx.try_send(());
             }
+            Request::Listen(_, _, tx) => {
+                let _ = tx.try_send(Err(ClientError::Shutdown));
+            }
+            Request::Unlisten(_) => {}
         }
     }
     if let Some(Some(tx)) = shutdown {

@@ -19,16 +19,25 @@
 //! # Ok::<(), rocketmq_blocking::ClientError>(())
 //! ```
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use consumer::Pool;
+use rocketmq_core::consumer::{Delivery, Listener};
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
+mod consumer;
+
+pub use consumer::{PushConsumer, PushConsumerBuilder};
 pub use rocketmq_core as core;
+pub use rocketmq_core::consumer::{
+    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerStats, MessageModel, Selector,
+};
 pub use rocketmq_core::protocol::message::{Message, MessageExt};
 pub use rocketmq_core::{
     ClientConfig, ClientError, PullResult, PullStatus, QueueSelector, SendResult, SendStatus,
@@ -47,6 +56,15 @@ enum Event {
     Input(Input),
     /// Stop; the sender (if any) learns when the driver is done.
     Shutdown(Option<mpsc::SyncSender<()>>),
+    /// A consumer's listener and its thread count, before the consumer starts.
+    Listen(
+        String,
+        usize,
+        Arc<dyn Listener>,
+        mpsc::SyncSender<Result<(), ClientError>>,
+    ),
+    /// The consumer of this group is gone.
+    Unlisten(String),
 }
 
 /// A handle to a running client. Cheap to clone; every clone talks to the same
@@ -76,6 +94,8 @@ impl std::fmt::Debug for Event {
             Self::Call(call, ..) => write!(f, "Call({call:?})"),
             Self::Input(input) => write!(f, "Input({input:?})"),
             Self::Shutdown(_) => write!(f, "Shutdown"),
+            Self::Listen(group, ..) => write!(f, "Listen({group})"),
+            Self::Unlisten(group) => write!(f, "Unlisten({group})"),
         }
     }
 }
@@ -135,6 +155,25 @@ impl Client {
     }
 
     rocketmq_core::typed_calls!([] []);
+
+    /// Registers the listener of a consumer group; one per group.
+    fn listen(
+        &self,
+        group: &str,
+        threads: usize,
+        listener: Arc<dyn Listener>,
+    ) -> Result<(), ClientError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner
+            .events
+            .send(Event::Listen(group.to_owned(), threads, listener, tx))
+            .map_err(|_| ClientError::Shutdown)?;
+        rx.recv().map_err(|_| ClientError::Shutdown)?
+    }
+
+    fn unlisten(&self, group: &str) {
+        let _ = self.inner.events.send(Event::Unlisten(group.to_owned()));
+    }
 
     /// Starts a send and returns at once; [`Pending::wait`] gives its result
     /// later. Many sends can be in flight at once this way, from one thread.
@@ -218,6 +257,7 @@ struct Conn {
 /// The thread side of the driver: threads for connections, channels for calls.
 struct ThreadIo {
     events: mpsc::Sender<Event>,
+    pools: HashMap<String, Pool>,
 }
 
 impl Io for ThreadIo {
@@ -246,6 +286,21 @@ impl Io for ThreadIo {
     fn complete(&mut self, waiter: ReplyTx, result: Result<Reply, ClientError>) {
         let _ = waiter.send(result);
     }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        let undelivered = match self.pools.get(&delivery.context.group) {
+            Some(pool) => pool.run(delivery).err(),
+            None => Some(delivery.ticket),
+        };
+        if let Some(ticket) = undelivered {
+            // No listener (its consumer is going away): the messages stay
+            // unconsumed and come back.
+            let _ = self.events.send(Event::Input(Input::Consumed {
+                ticket,
+                result: ConsumeResult::RETRY,
+            }));
+        }
+    }
 }
 
 /// The driver thread: waits on one channel for a call or a connection event, or
@@ -256,7 +311,10 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
         Instant::now(),
         wall_clock_ms(),
     ));
-    let mut io = ThreadIo { events: own };
+    let mut io = ThreadIo {
+        events: own,
+        pools: HashMap::new(),
+    };
     let mut shutdown = None;
     loop {
         driver.flush(Instant::now(), &mut io);
@@ -286,6 +344,18 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
                 Some(Event::Call(call, timeout, tx)) => driver.call(now, call, timeout, tx),
                 Some(Event::Shutdown(tx)) => shutdown = Some(tx),
                 Some(Event::Input(input)) => driver.handle_input(now, input),
+                Some(Event::Listen(group, threads, listener, tx)) => {
+                    let result = if io.pools.contains_key(&group) {
+                        Err(ClientError::ConsumerState(format!(
+                            "a consumer of group {group} already runs in this client"
+                        )))
+                    } else {
+                        Pool::start(&group, threads, listener, &io.events)
+                            .map(|pool| drop(io.pools.insert(group, pool)))
+                    };
+                    let _ = tx.send(result);
+                }
+                Some(Event::Unlisten(group)) => drop(io.pools.remove(&group)),
             }
             if shutdown.is_none() {
                 next = events.try_recv().ok().map(Some);
@@ -301,6 +371,9 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
             }
             Event::Shutdown(Some(tx)) => {
                 let _ = tx.send(());
+            }
+            Event::Listen(_, _, _, tx) => {
+                let _ = tx.send(Err(ClientError::Shutdown));
             }
             _ => {}
         }

@@ -23,6 +23,11 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use consumer::Handler;
+use rocketmq_core::consumer::Delivery;
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,7 +35,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+mod consumer;
+
+pub use consumer::{PushConsumer, PushConsumerBuilder};
 pub use rocketmq_core as core;
+pub use rocketmq_core::consumer::{
+    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerStats, MessageModel, Selector,
+};
 pub use rocketmq_core::protocol::message::{Message, MessageExt};
 pub use rocketmq_core::{
     ClientConfig, ClientError, PullResult, PullStatus, QueueSelector, SendResult, SendStatus,
@@ -57,6 +68,10 @@ enum Request {
         oneshot::Sender<Result<Reply, ClientError>>,
     ),
     Shutdown(oneshot::Sender<()>),
+    /// A consumer's listener, before the consumer starts.
+    Listen(String, Handler, oneshot::Sender<Result<(), ClientError>>),
+    /// The consumer of this group is gone.
+    Unlisten(String),
 }
 
 impl Client {
@@ -111,6 +126,19 @@ impl Client {
 
     rocketmq_core::typed_calls!([async] [.await]);
 
+    /// Registers the listener of a consumer group; one per group.
+    async fn listen(&self, group: &str, handler: Handler) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.calls
+            .send(Request::Listen(group.to_owned(), handler, tx))
+            .map_err(|_| ClientError::Shutdown)?;
+        rx.await.map_err(|_| ClientError::Shutdown)?
+    }
+
+    fn unlisten(&self, group: &str) {
+        let _ = self.calls.send(Request::Unlisten(group.to_owned()));
+    }
+
     /// Closes every connection and stops the driver. Calls still waiting fail
     /// with [`ClientError::Shutdown`].
     pub async fn shutdown(&self) {
@@ -151,6 +179,7 @@ impl Drop for Conn {
 /// The tokio side of the driver: tasks for connections, oneshots for calls.
 struct TokioIo {
     events: mpsc::UnboundedSender<Input>,
+    listeners: HashMap<String, Handler>,
 }
 
 impl Io for TokioIo {
@@ -175,6 +204,51 @@ impl Io for TokioIo {
     fn complete(&mut self, waiter: Self::Waiter, result: Result<Reply, ClientError>) {
         let _ = waiter.send(result);
     }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        match self.listeners.get(&delivery.context.group) {
+            Some(handler) => consumer::run(handler.clone(), delivery, self.events.clone()),
+            None => {
+                // No listener (its consumer is going away): the messages stay
+                // unconsumed and come back.
+                let _ = self.events.send(Input::Consumed {
+                    ticket: delivery.ticket,
+                    result: ConsumeResult::RETRY,
+                });
+            }
+        }
+    }
+}
+
+impl TokioIo {
+    /// Handles a request; returns `Some(waiter)` for a shutdown.
+    fn request<C>(
+        &mut self,
+        driver: &mut Driver<C, oneshot::Sender<Result<Reply, ClientError>>>,
+        request: Request,
+    ) -> Option<Option<oneshot::Sender<()>>> {
+        match request {
+            Request::Call(call, timeout, tx) => driver.call(now(), call, timeout, tx),
+            Request::Shutdown(tx) => return Some(Some(tx)),
+            Request::Listen(group, handler, tx) => {
+                let result = match self.listeners.entry(group) {
+                    Entry::Occupied(e) => Err(ClientError::ConsumerState(format!(
+                        "a consumer of group {} already runs in this client",
+                        e.key()
+                    ))),
+                    Entry::Vacant(e) => {
+                        e.insert(handler);
+                        Ok(())
+                    }
+                };
+                let _ = tx.send(result);
+            }
+            Request::Unlisten(group) => {
+                self.listeners.remove(&group);
+            }
+        }
+        None
+    }
 }
 
 fn now() -> std::time::Instant {
@@ -185,7 +259,10 @@ fn now() -> std::time::Instant {
 async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Request>) {
     let mut driver = Driver::new(rocketmq_core::Client::new(config, now(), wall_clock_ms()));
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut io = TokioIo { events: events_tx };
+    let mut io = TokioIo {
+        events: events_tx,
+        listeners: HashMap::new(),
+    };
     let mut shutdown = None;
     loop {
         driver.flush(now(), &mut io);
@@ -195,8 +272,7 @@ async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Reque
         let deadline = driver.poll_timeout().map(Instant::from_std);
         tokio::select! {
             request = requests.recv() => match request {
-                Some(Request::Call(call, timeout, tx)) => driver.call(now(), call, timeout, tx),
-                Some(Request::Shutdown(tx)) => shutdown = Some(Some(tx)),
+                Some(request) => shutdown = io.request(&mut driver, request),
                 None => shutdown = Some(None),
             },
             Some(event) = events.recv() => driver.handle_input(now(), event),
@@ -208,10 +284,7 @@ async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Reque
             if let Ok(event) = events.try_recv() {
                 driver.handle_input(now(), event);
             } else if let Ok(request) = requests.try_recv() {
-                match request {
-                    Request::Call(call, timeout, tx) => driver.call(now(), call, timeout, tx),
-                    Request::Shutdown(tx) => shutdown = Some(Some(tx)),
-                }
+                shutdown = io.request(&mut driver, request);
             } else {
                 break;
             }
@@ -228,6 +301,10 @@ async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Reque
             Request::Shutdown(tx) => {
                 let _ = tx.send(());
             }
+            Request::Listen(_, _, tx) => {
+                let _ = tx.send(Err(ClientError::Shutdown));
+            }
+            Request::Unlisten(_) => {}
         }
     }
     if let Some(Some(tx)) = shutdown {

@@ -140,7 +140,12 @@ impl ConsumerConfig {
             }
         };
         let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-        range("max_reconsume_times", i64::from(self.max_reconsume_times), -1, 16 * 1024)?;
+        range(
+            "max_reconsume_times",
+            i64::from(self.max_reconsume_times),
+            -1,
+            16 * 1024,
+        )?;
         range("consume_concurrency", n(self.consume_concurrency), 1, 1000)?;
         range("consume_batch_size", n(self.consume_batch_size), 1, 1024)?;
         range("pull_batch_size", i64::from(self.pull_batch_size), 1, 1024)?;
@@ -151,8 +156,18 @@ impl ConsumerConfig {
             1,
             1024 * 1024 * 1024,
         )?;
-        range("global_cache_count", n(self.global_cache_count), 1, i64::MAX)?;
-        range("global_cache_bytes", n(self.global_cache_bytes), 1, i64::MAX)?;
+        range(
+            "global_cache_count",
+            n(self.global_cache_count),
+            1,
+            i64::MAX,
+        )?;
+        range(
+            "global_cache_bytes",
+            n(self.global_cache_bytes),
+            1,
+            i64::MAX,
+        )?;
         range("max_span", self.max_span, 1, 65535)?;
         let millis = |field: &'static str, d: Duration, lo: u128, hi: u128| {
             if (lo..=hi).contains(&d.as_millis()) {
@@ -254,8 +269,12 @@ impl ConsumerConfig {
                     )
                 })?;
             }
-            "max_reconsume_times" => self.max_reconsume_times = parse("max_reconsume_times", value)?,
-            "consume_concurrency" => self.consume_concurrency = parse("consume_concurrency", value)?,
+            "max_reconsume_times" => {
+                self.max_reconsume_times = parse("max_reconsume_times", value)?
+            }
+            "consume_concurrency" => {
+                self.consume_concurrency = parse("consume_concurrency", value)?
+            }
             "consume_timeout" => self.consume_timeout = ms("consume_timeout")?,
             "consume_batch_size" => self.consume_batch_size = parse("consume_batch_size", value)?,
             "pull_batch_size" => self.pull_batch_size = parse("pull_batch_size", value)?,
@@ -299,7 +318,10 @@ mod tests {
             bad(|c| c.persist_interval = Duration::from_millis(1)),
             "persist_interval"
         );
-        assert_eq!(bad(|c| c.consume_from = ConsumeFrom::Timestamp(-1)), "consume_from");
+        assert_eq!(
+            bad(|c| c.consume_from = ConsumeFrom::Timestamp(-1)),
+            "consume_from"
+        );
         assert_eq!(
             bad(|c| c.allocate = AllocateStrategy::ConsistentHash { virtual_nodes: 0 }),
             "allocate"

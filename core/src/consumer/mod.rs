@@ -3,10 +3,12 @@
 
 pub mod allocate;
 pub mod config;
+pub mod options;
 pub mod process_queue;
 pub mod subscription;
 
 pub use config::{ConfigError, ConsumeFrom, ConsumerConfig, MessageModel};
+pub use options::{run_listener, ConsumerOptions, Listener};
 pub use process_queue::{ProcessQueue, QueueStats};
 pub use subscription::{Selector, SubscribeError, Subscriptions};
 

@@ -1,0 +1,1678 @@
+//! The push consumer inside the client: subscriptions in heartbeats, rebalance,
+//! long-polling pulls per queue, flow control, deliveries to the adapter,
+//! send-back of failed messages, offsets, and a draining shutdown.
+//!
+//! Every consumer of the client lives in [`Consumers`], by group. Requests it
+//! sends carry an [`Expect::Consumer`] with the queue's generation, so answers
+//! that arrive after a queue was dropped or re-assigned are recognised and
+//! ignored.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::{on_pull, remote, Client, Expect, Output, PullStatus, Reply};
+use crate::consumer::allocate::AllocateStrategy;
+use crate::consumer::subscription::{tag_matches, Selector};
+use crate::consumer::{
+    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerConfig, ConsumerStats, Delivery,
+    MessageModel, ProcessQueue, Subscriptions, Ticket,
+};
+use crate::error::ClientError;
+use crate::protocol::body::{
+    ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerIdList, SubscriptionData,
+};
+use crate::protocol::code::{RequestCode, ResponseCode};
+use crate::protocol::command::RemotingCommand;
+use crate::protocol::header::{
+    pull_flag, ConsumerSendMsgBackRequestHeader, GetConsumerListByGroupRequestHeader,
+    GetMaxOffsetRequestHeader, NotifyConsumerIdsChangedRequestHeader, OffsetResponseHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
+    SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+};
+use crate::protocol::message::{property, MessageExt};
+use crate::protocol::MessageQueue;
+use crate::CallId;
+
+/// Java's `MixAll.RETRY_GROUP_TOPIC_PREFIX`.
+pub const RETRY_PREFIX: &str = "%RETRY%";
+/// Java's `MixAll.DLQ_GROUP_TOPIC_PREFIX`.
+pub const DLQ_PREFIX: &str = "%DLQ%";
+/// How long the broker may hold a pull that finds nothing (Java 15 s).
+pub const PULL_SUSPEND: Duration = Duration::from_secs(15);
+/// Deadline of a long-polling pull (Java 30 s).
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause before pulling again after a failed pull (Java 3 s).
+pub const PULL_RETRY_DELAY: Duration = Duration::from_secs(3);
+/// Rebalance period (Java 20 s).
+pub const REBALANCE_INTERVAL: Duration = Duration::from_secs(20);
+/// A rebalance that did not find this client in the group yet (its heartbeat
+/// is still on the way) is tried again this soon, not after a full period.
+pub const REBALANCE_RETRY: Duration = Duration::from_secs(1);
+/// A message whose send-back failed is delivered again locally after this
+/// (Java 5 s).
+pub const LOCAL_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// The retry topic of a group.
+pub fn retry_topic(group: &str) -> String {
+    format!("{RETRY_PREFIX}{group}")
+}
+
+/// The consumers of one client, by group.
+#[derive(Debug, Default)]
+pub(super) struct Consumers {
+    groups: BTreeMap<String, Consumer>,
+    next_ticket: u64,
+    next_generation: u64,
+    /// Which consumer each listener call belongs to.
+    tickets: HashMap<Ticket, (String, TicketInfo)>,
+}
+
+#[derive(Debug)]
+struct TicketInfo {
+    queue: MessageQueue,
+    generation: u64,
+    offsets: Vec<i64>,
+}
+
+/// A request a consumer sent, and what its answer is for.
+#[derive(Debug)]
+pub(super) enum ConsumerOp {
+    ConsumerList {
+        topic: String,
+    },
+    QueryOffset {
+        queue: MessageQueue,
+        generation: u64,
+    },
+    StartOffset {
+        queue: MessageQueue,
+        generation: u64,
+    },
+    Pull {
+        queue: MessageQueue,
+        generation: u64,
+    },
+    SendBack {
+        queue: MessageQueue,
+        generation: u64,
+        offset: i64,
+    },
+    OffsetUpdate,
+    Unregister,
+}
+
+#[derive(Debug)]
+struct Consumer {
+    config: ConsumerConfig,
+    subs: Subscriptions,
+    suspended: bool,
+    /// Assigned queues.
+    queues: BTreeMap<MessageQueue, Slot>,
+    /// Queues with ready messages, served in turn.
+    ready: VecDeque<MessageQueue>,
+    /// Queues whose pulls wait for room in a cache, in arrival order.
+    waiting: VecDeque<MessageQueue>,
+    in_flight: usize,
+    cached_count: usize,
+    cached_bytes: usize,
+    /// Committed offsets: what the group has consumed up to, per queue.
+    offsets: BTreeMap<MessageQueue, Offset>,
+    rebalance_at: Instant,
+    persist_at: Instant,
+    /// Topics whose consumer list query is out.
+    listing: BTreeSet<String>,
+    stats: ConsumerStats,
+    shutdown: Option<Shutdown>,
+}
+
+#[derive(Debug)]
+struct Shutdown {
+    call: CallId,
+    deadline: Instant,
+    /// Offset updates and unregisters still out, once draining is over.
+    finishing: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Offset {
+    committed: i64,
+    persisted: i64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u64,
+    /// `None` while the start offset is looked up.
+    pq: Option<ProcessQueue>,
+    pull: PullState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PullState {
+    /// Waiting for the start offset.
+    Starting,
+    /// A pull is on the wire.
+    InFlight,
+    /// The next pull goes out at this instant.
+    At(Instant),
+    /// Waiting for room in a cache (listed in `waiting`).
+    Full,
+    /// Not pulling (suspended or shutting down).
+    Stopped,
+}
+
+impl Consumer {
+    fn retry_topic(&self) -> Option<String> {
+        (self.config.message_model == MessageModel::Clustering)
+            .then(|| retry_topic(&self.config.group))
+    }
+
+    /// Every topic the consumer reads: its subscriptions and, clustering, the
+    /// retry topic.
+    fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.subs.topics().map(str::to_owned).collect();
+        topics.extend(self.retry_topic());
+        topics
+    }
+
+    fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
+        if let Some(s) = self.subs.get(topic) {
+            return Some(s.data.clone());
+        }
+        (self.retry_topic().as_deref() == Some(topic)).then(|| Selector::all().to_data(topic, 0))
+    }
+
+    fn heartbeat_data(&self) -> ConsumerData {
+        ConsumerData {
+            consume_from_where: match self.config.consume_from {
+                ConsumeFrom::LastOffset => ConsumeFromWhere::ConsumeFromLastOffset,
+                ConsumeFrom::FirstOffset => ConsumeFromWhere::ConsumeFromFirstOffset,
+                ConsumeFrom::Timestamp(_) => ConsumeFromWhere::ConsumeFromTimestamp,
+            },
+            consume_type: ConsumeType::ConsumePassively,
+            group_name: self.config.group.clone(),
+            message_model: self.config.message_model,
+            subscription_data_set: self
+                .topics()
+                .iter()
+                .filter_map(|t| self.subscription(t))
+                .collect(),
+            unit_mode: false,
+        }
+    }
+
+    /// How many more messages and bytes `queue` may cache now: its own limits,
+    /// its fair share of the global budget, and what is left of that budget.
+    fn room(&self, pq: &ProcessQueue) -> (usize, usize) {
+        let c = &self.config;
+        if pq.span() > c.max_span {
+            return (0, 0);
+        }
+        let n = self.queues.len().max(1);
+        let share_count = (c.global_cache_count / n).max(1);
+        let share_bytes = (c.global_cache_bytes / n).max(1);
+        let count = c
+            .queue_cache_count
+            .min(share_count)
+            .saturating_sub(pq.count())
+            .min(c.global_cache_count.saturating_sub(self.cached_count));
+        let bytes = c
+            .queue_cache_bytes
+            .min(share_bytes)
+            .saturating_sub(pq.bytes())
+            .min(c.global_cache_bytes.saturating_sub(self.cached_bytes));
+        (count, bytes)
+    }
+}
+
+impl Client {
+    pub(super) fn consumer_groups(&self) -> impl Iterator<Item = ConsumerData> + '_ {
+        self.consumers.groups.values().map(Consumer::heartbeat_data)
+    }
+
+    pub(super) fn has_consumers(&self) -> bool {
+        !self.consumers.groups.is_empty()
+    }
+
+    /// Topics consumers need routes for.
+    pub(super) fn consumer_topics(&self) -> BTreeSet<String> {
+        self.consumers
+            .groups
+            .values()
+            .flat_map(Consumer::topics)
+            .collect()
+    }
+
+    /// The earliest consumer timer.
+    pub(super) fn consumer_deadline(&self) -> Option<Instant> {
+        let mut at: Option<Instant> = None;
+        let mut see = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
+        for c in self.consumers.groups.values() {
+            if let Some(s) = &c.shutdown {
+                see(s.deadline);
+                continue;
+            }
+            see(c.rebalance_at);
+            see(c.persist_at);
+            for slot in c.queues.values() {
+                if let PullState::At(t) = slot.pull {
+                    see(t);
+                }
+                if let Some(t) = slot.pq.as_ref().and_then(ProcessQueue::next_retry) {
+                    see(t);
+                }
+            }
+        }
+        at
+    }
+
+    /// Starts a consumer: checked, registered, heartbeats and routes at once,
+    /// then the first rebalance as soon as routes are in.
+    pub(super) fn start_consumer(
+        &mut self,
+        now: Instant,
+        config: ConsumerConfig,
+        subscriptions: Vec<(String, Selector)>,
+    ) -> Result<Reply, ClientError> {
+        config.validate().map_err(ClientError::Config)?;
+        if self.consumers.groups.contains_key(&config.group) {
+            return Err(ClientError::ConsumerState(format!(
+                "a consumer of group {} already runs in this client",
+                config.group
+            )));
+        }
+        if config.message_model == MessageModel::Broadcasting {
+            return Err(ClientError::ConsumerState(
+                "broadcasting consumers are not available yet".into(),
+            ));
+        }
+        let mut subs = Subscriptions::default();
+        let version = self.wall_ms(now);
+        for (topic, selector) in subscriptions {
+            subs.subscribe(&topic, selector, false, version)
+                .map_err(ClientError::Subscribe)?;
+        }
+        let group = config.group.clone();
+        let persist_at = now + config.persist_interval;
+        info!(%group, "consumer starting");
+        self.consumers.groups.insert(
+            group.clone(),
+            Consumer {
+                config,
+                subs,
+                suspended: false,
+                queues: BTreeMap::new(),
+                ready: VecDeque::new(),
+                waiting: VecDeque::new(),
+                in_flight: 0,
+                cached_count: 0,
+                cached_bytes: 0,
+                offsets: BTreeMap::new(),
+                rebalance_at: now,
+                persist_at,
+                listing: BTreeSet::new(),
+                stats: ConsumerStats::default(),
+                shutdown: None,
+            },
+        );
+        self.heartbeat_at = Some(now);
+        self.want_routes(now, &group);
+        Ok(Reply::Done)
+    }
+
+    /// Asks for the routes of the group's topics that have none yet.
+    fn want_routes(&mut self, now: Instant, group: &str) {
+        let Some(c) = self.consumers.groups.get(group) else {
+            return;
+        };
+        let timeout = self.config.request_timeout;
+        for topic in c.topics() {
+            if !self.routes.contains_key(&topic) && !self.route_queries.contains(&topic) {
+                self.query_route(None, topic, now + timeout, timeout);
+            }
+        }
+    }
+
+    /// A route arrived: consumers of that topic rebalance it at once if they
+    /// hold none of its queues yet.
+    pub(super) fn consumer_route_arrived(&mut self, now: Instant, topic: &str) {
+        if !self.has_consumers() {
+            return;
+        }
+        // The broker must know this client before it lists the group: brokers
+        // met for the first time get their heartbeat ahead of the rebalance.
+        if self
+            .broker_addrs()
+            .iter()
+            .any(|a| !self.heartbeated.contains(a))
+        {
+            self.heartbeat_at = Some(now + self.config.heartbeat_interval);
+            self.send_heartbeats(now);
+        }
+        let groups: Vec<String> = self
+            .consumers
+            .groups
+            .iter()
+            .filter(|(_, c)| c.shutdown.is_none() && c.topics().iter().any(|t| t == topic))
+            .filter(|(_, c)| !c.queues.keys().any(|q| q.topic == topic))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in groups {
+            self.rebalance_topic(now, &group, topic);
+        }
+    }
+
+    pub(super) fn subscribe(
+        &mut self,
+        now: Instant,
+        group: &str,
+        topic: &str,
+        selector: Selector,
+        replace: bool,
+    ) -> Result<Reply, ClientError> {
+        let version = self.wall_ms(now);
+        let c = self.running_consumer(group)?;
+        if c.subs
+            .subscribe(topic, selector, replace, version)
+            .map_err(ClientError::Subscribe)?
+        {
+            c.rebalance_at = now;
+            self.heartbeat_at = Some(now);
+            self.want_routes(now, group);
+        }
+        Ok(Reply::Done)
+    }
+
+    pub(super) fn unsubscribe(
+        &mut self,
+        now: Instant,
+        group: &str,
+        topic: &str,
+    ) -> Result<Reply, ClientError> {
+        let c = self.running_consumer(group)?;
+        if c.subs.unsubscribe(topic) {
+            let gone: Vec<MessageQueue> = c
+                .queues
+                .keys()
+                .filter(|q| q.topic == topic)
+                .cloned()
+                .collect();
+            self.heartbeat_at = Some(now);
+            for q in gone {
+                self.drop_queue(now, group, &q);
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    pub(super) fn suspend(&mut self, group: &str, suspended: bool) -> Result<Reply, ClientError> {
+        let now = self.last_now;
+        let c = self.running_consumer(group)?;
+        c.suspended = suspended;
+        if !suspended {
+            let queues: Vec<MessageQueue> = c
+                .queues
+                .iter()
+                .filter(|(_, s)| s.pull == PullState::Stopped)
+                .map(|(q, _)| q.clone())
+                .collect();
+            for q in queues {
+                self.pull_or_wait(now, group, &q);
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    pub(super) fn consumer_stats(&self, group: &str) -> Result<Reply, ClientError> {
+        let c = self
+            .consumers
+            .groups
+            .get(group)
+            .ok_or_else(|| no_consumer(group))?;
+        let mut stats = c.stats.clone();
+        stats.queues = c
+            .queues
+            .iter()
+            .filter_map(|(q, s)| s.pq.as_ref().map(|pq| (q.clone(), pq.stats())))
+            .collect();
+        stats.cached_count = c.cached_count;
+        stats.cached_bytes = c.cached_bytes;
+        stats.in_flight = c.in_flight;
+        Ok(Reply::ConsumerStats(stats))
+    }
+
+    fn running_consumer(&mut self, group: &str) -> Result<&mut Consumer, ClientError> {
+        match self.consumers.groups.get_mut(group) {
+            Some(c) if c.shutdown.is_none() => Ok(c),
+            Some(_) => Err(ClientError::ConsumerState(format!(
+                "the consumer of group {group} is shutting down"
+            ))),
+            None => Err(no_consumer(group)),
+        }
+    }
+
+    /// Fires consumer timers that are due.
+    pub(super) fn consumer_timers(&mut self, now: Instant) {
+        let groups: Vec<String> = self.consumers.groups.keys().cloned().collect();
+        for group in groups {
+            let Some(c) = self.consumers.groups.get_mut(&group) else {
+                continue;
+            };
+            if let Some(s) = &c.shutdown {
+                if s.deadline <= now {
+                    self.finish_shutdown(now, &group, true);
+                }
+                continue;
+            }
+            if c.rebalance_at <= now {
+                c.rebalance_at = now + REBALANCE_INTERVAL;
+                self.want_routes(now, &group);
+                self.rebalance(now, &group);
+            }
+            let Some(c) = self.consumers.groups.get_mut(&group) else {
+                continue;
+            };
+            if c.persist_at <= now {
+                c.persist_at = now + c.config.persist_interval;
+                self.persist_offsets(now, &group, false);
+            }
+            let Some(c) = self.consumers.groups.get_mut(&group) else {
+                continue;
+            };
+            let mut due = Vec::new();
+            let mut woke = Vec::new();
+            for (q, slot) in &mut c.queues {
+                if matches!(slot.pull, PullState::At(t) if t <= now) {
+                    due.push(q.clone());
+                }
+                if let Some(pq) = &mut slot.pq {
+                    if pq.wake_retries(now) {
+                        woke.push(q.clone());
+                    }
+                }
+            }
+            for q in woke {
+                if !c.ready.contains(&q) {
+                    c.ready.push_back(q);
+                }
+            }
+            for q in due {
+                self.pull_or_wait(now, &group, &q);
+            }
+            self.dispatch_deliveries(now, &group);
+        }
+    }
+
+    /// Rebalances every topic of a group.
+    fn rebalance(&mut self, now: Instant, group: &str) {
+        let Some(c) = self.consumers.groups.get(group) else {
+            return;
+        };
+        for topic in c.topics() {
+            self.rebalance_topic(now, group, &topic);
+        }
+    }
+
+    /// Clustering: asks a broker of the topic for the group's members; the
+    /// answer is allocated in [`Self::on_consumer_list`].
+    fn rebalance_topic(&mut self, now: Instant, group: &str, topic: &str) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        if c.listing.contains(topic) {
+            return;
+        }
+        let Some(route) = self.routes.get(topic) else {
+            return;
+        };
+        let addrs: Vec<&str> = route
+            .data
+            .broker_datas
+            .iter()
+            .filter_map(|b| b.master_addr())
+            .collect();
+        if addrs.is_empty() {
+            return;
+        }
+        let pick = self.consumers.next_ticket as usize % addrs.len();
+        let Some(addr) = addrs.get(pick).map(|a| (*a).to_owned()) else {
+            return;
+        };
+        c.listing.insert(topic.to_owned());
+        let request = RemotingCommand::request(RequestCode::GET_CONSUMER_LIST_BY_GROUP, 0)
+            .with_header(&GetConsumerListByGroupRequestHeader {
+                consumer_group: group.to_owned(),
+            });
+        let timeout = self.config.request_timeout;
+        self.send_request(
+            None,
+            &addr,
+            request,
+            Expect::Consumer {
+                group: group.to_owned(),
+                op: ConsumerOp::ConsumerList {
+                    topic: topic.to_owned(),
+                },
+            },
+            now + timeout,
+            timeout,
+        );
+    }
+
+    fn on_consumer_list(
+        &mut self,
+        now: Instant,
+        group: &str,
+        topic: &str,
+        answer: Result<RemotingCommand, ClientError>,
+    ) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        c.listing.remove(topic);
+        if c.shutdown.is_some() {
+            return;
+        }
+        let cids = match answer {
+            Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS => {
+                match ConsumerIdList::decode(&cmd.body) {
+                    Ok(list) => list.consumer_id_list,
+                    Err(e) => {
+                        warn!(%group, %topic, error = %e, "bad consumer list; assignment kept");
+                        return;
+                    }
+                }
+            }
+            Ok(cmd) => {
+                debug!(%group, %topic, code = ?cmd.response_code(), remark = ?cmd.remark, "no consumer list yet; assignment kept");
+                c.rebalance_at = c.rebalance_at.min(now + REBALANCE_RETRY);
+                return;
+            }
+            Err(e) => {
+                debug!(%group, %topic, error = %e, "consumer list failed; assignment kept");
+                return;
+            }
+        };
+        let Some(route) = self.routes.get(topic) else {
+            return;
+        };
+        let all = route.data.subscribe_queues(topic);
+        let own = self.client_id.clone();
+        if !cids.contains(&own) {
+            // Our heartbeat has not reached the broker yet: look again soon.
+            c.rebalance_at = c.rebalance_at.min(now + REBALANCE_RETRY);
+        }
+        let mine = match c.config.allocate.allocate(&own, &all, &cids) {
+            Ok(mine) => mine,
+            Err(e) => {
+                warn!(%group, %topic, error = %e, "allocation failed; assignment kept");
+                return;
+            }
+        };
+        self.apply_assignment(now, group, topic, mine.into_iter().collect());
+    }
+
+    /// Drops the topic's queues that are no longer ours and starts the new ones.
+    fn apply_assignment(
+        &mut self,
+        now: Instant,
+        group: &str,
+        topic: &str,
+        mine: BTreeSet<MessageQueue>,
+    ) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let held: Vec<MessageQueue> = c
+            .queues
+            .keys()
+            .filter(|q| q.topic == topic)
+            .cloned()
+            .collect();
+        let gone: Vec<MessageQueue> = held
+            .iter()
+            .filter(|q| !mine.contains(*q))
+            .cloned()
+            .collect();
+        let new: Vec<MessageQueue> = mine
+            .iter()
+            .filter(|q| !c.queues.contains_key(*q))
+            .cloned()
+            .collect();
+        if gone.is_empty() && new.is_empty() {
+            return;
+        }
+        c.stats.rebalances += 1;
+        info!(%group, %topic, dropped = gone.len(), added = new.len(), "rebalanced");
+        for q in &gone {
+            self.drop_queue(now, group, q);
+        }
+        for q in new {
+            self.consumers.next_generation += 1;
+            let generation = self.consumers.next_generation;
+            let Some(c) = self.consumers.groups.get_mut(group) else {
+                return;
+            };
+            c.queues.insert(
+                q.clone(),
+                Slot {
+                    generation,
+                    pq: None,
+                    pull: PullState::Starting,
+                },
+            );
+            self.query_offset(now, group, q, generation);
+        }
+        self.heartbeat_at = Some(now);
+    }
+
+    /// A queue is no longer ours: pulls stop, its offset is persisted, its cache
+    /// released, and listener calls still running on it are forgotten (the new
+    /// owner delivers their messages again).
+    fn drop_queue(&mut self, now: Instant, group: &str, queue: &MessageQueue) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let Some(mut slot) = c.queues.remove(queue) else {
+            return;
+        };
+        if let Some(pq) = &mut slot.pq {
+            let (count, bytes) = pq.clear();
+            c.cached_count -= count;
+            c.cached_bytes -= bytes;
+        }
+        c.ready.retain(|q| q != queue);
+        c.waiting.retain(|q| q != queue);
+        let offset = c.offsets.remove(queue);
+        debug!(%group, %queue, "queue dropped");
+        if let Some(o) = offset.filter(|o| o.committed > o.persisted) {
+            self.update_offset(now, group, queue, o.committed);
+        }
+    }
+
+    fn broker_of(&self, queue: &MessageQueue) -> Option<String> {
+        self.routes
+            .get(&queue.topic)
+            .and_then(|r| r.data.master_addr(&queue.broker_name))
+            .map(str::to_owned)
+    }
+
+    fn consumer_request(
+        &mut self,
+        now: Instant,
+        group: &str,
+        addr: &str,
+        request: RemotingCommand,
+        op: ConsumerOp,
+        timeout: Duration,
+    ) {
+        self.send_request(
+            None,
+            addr,
+            request,
+            Expect::Consumer {
+                group: group.to_owned(),
+                op,
+            },
+            now + timeout,
+            timeout,
+        );
+    }
+
+    fn query_offset(&mut self, now: Instant, group: &str, queue: MessageQueue, generation: u64) {
+        let Some(addr) = self.broker_of(&queue) else {
+            return self.later(now, group, &queue, PULL_RETRY_DELAY);
+        };
+        let request = RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, 0).with_header(
+            &QueryConsumerOffsetRequestHeader {
+                consumer_group: group.to_owned(),
+                topic: queue.topic.clone(),
+                queue_id: queue.queue_id,
+                set_zero_if_not_found: None,
+                broker_name: Some(queue.broker_name.clone()),
+            },
+        );
+        let timeout = self.config.request_timeout;
+        self.consumer_request(
+            now,
+            group,
+            &addr,
+            request,
+            ConsumerOp::QueryOffset { queue, generation },
+            timeout,
+        );
+    }
+
+    /// The slot of `queue` if it still has this generation.
+    fn slot(&mut self, group: &str, queue: &MessageQueue, generation: u64) -> Option<&mut Slot> {
+        self.consumers
+            .groups
+            .get_mut(group)
+            .and_then(|c| c.queues.get_mut(queue))
+            .filter(|s| s.generation == generation)
+    }
+
+    fn on_query_offset(
+        &mut self,
+        now: Instant,
+        group: &str,
+        queue: MessageQueue,
+        generation: u64,
+        answer: Result<RemotingCommand, ClientError>,
+    ) {
+        if self.slot(group, &queue, generation).is_none() {
+            return;
+        }
+        let found = match &answer {
+            Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS => cmd
+                .header::<QueryConsumerOffsetResponseHeader>()
+                .ok()
+                .map(|h| h.offset)
+                .filter(|o| *o >= 0),
+            Ok(cmd) if cmd.response_code() == ResponseCode::QUERY_NOT_FOUND => None,
+            Ok(cmd) => {
+                let e = remote(cmd.response_code(), cmd);
+                warn!(%group, %queue, error = %e, "offset query refused; trying again");
+                return self.retry_start(now, group, &queue, generation);
+            }
+            Err(e) => {
+                warn!(%group, %queue, error = %e, "offset query failed; trying again");
+                return self.retry_start(now, group, &queue, generation);
+            }
+        };
+        match found {
+            Some(offset) => self.start_queue(now, group, &queue, generation, offset),
+            None => self.start_from_rule(now, group, queue, generation),
+        }
+    }
+
+    fn retry_start(&mut self, now: Instant, group: &str, queue: &MessageQueue, generation: u64) {
+        if let Some(slot) = self.slot(group, queue, generation) {
+            slot.pull = PullState::At(now + PULL_RETRY_DELAY);
+        }
+    }
+
+    /// No stored offset: the consume-from rule decides (Java's
+    /// `RebalancePushImpl.computePullFromWhere`).
+    fn start_from_rule(&mut self, now: Instant, group: &str, queue: MessageQueue, generation: u64) {
+        let Some(c) = self.consumers.groups.get(group) else {
+            return;
+        };
+        let retry = queue.topic.starts_with(RETRY_PREFIX);
+        let request = match c.config.consume_from {
+            ConsumeFrom::FirstOffset => {
+                return self.start_queue(now, group, &queue, generation, 0);
+            }
+            ConsumeFrom::LastOffset if retry => {
+                return self.start_queue(now, group, &queue, generation, 0);
+            }
+            ConsumeFrom::LastOffset => RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0)
+                .with_header(&GetMaxOffsetRequestHeader {
+                    topic: queue.topic.clone(),
+                    queue_id: queue.queue_id,
+                    committed: None,
+                    broker_name: Some(queue.broker_name.clone()),
+                }),
+            ConsumeFrom::Timestamp(_) if retry => {
+                RemotingCommand::request(RequestCode::GET_MAX_OFFSET, 0).with_header(
+                    &GetMaxOffsetRequestHeader {
+                        topic: queue.topic.clone(),
+                        queue_id: queue.queue_id,
+                        committed: None,
+                        broker_name: Some(queue.broker_name.clone()),
+                    },
+                )
+            }
+            ConsumeFrom::Timestamp(ms) => {
+                RemotingCommand::request(RequestCode::SEARCH_OFFSET_BY_TIMESTAMP, 0).with_header(
+                    &SearchOffsetRequestHeader {
+                        topic: queue.topic.clone(),
+                        queue_id: queue.queue_id,
+                        timestamp: ms,
+                        boundary_type: None,
+                        broker_name: Some(queue.broker_name.clone()),
+                    },
+                )
+            }
+        };
+        let Some(addr) = self.broker_of(&queue) else {
+            return self.retry_start(now, group, &queue, generation);
+        };
+        let timeout = self.config.request_timeout;
+        self.consumer_request(
+            now,
+            group,
+            &addr,
+            request,
+            ConsumerOp::StartOffset { queue, generation },
+            timeout,
+        );
+    }
+
+    fn on_start_offset(
+        &mut self,
+        now: Instant,
+        group: &str,
+        queue: MessageQueue,
+        generation: u64,
+        answer: Result<RemotingCommand, ClientError>,
+    ) {
+        if self.slot(group, &queue, generation).is_none() {
+            return;
+        }
+        match answer {
+            Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS => {
+                match cmd.header::<OffsetResponseHeader>() {
+                    Ok(h) if h.offset >= 0 => {
+                        self.start_queue(now, group, &queue, generation, h.offset);
+                    }
+                    _ => self.retry_start(now, group, &queue, generation),
+                }
+            }
+            Ok(cmd) => {
+                warn!(%group, %queue, code = ?cmd.response_code(), "start offset refused; trying again");
+                self.retry_start(now, group, &queue, generation);
+            }
+            Err(e) => {
+                warn!(%group, %queue, error = %e, "start offset failed; trying again");
+                self.retry_start(now, group, &queue, generation);
+            }
+        }
+    }
+
+    /// The queue's start offset is known: its cache exists and it pulls.
+    fn start_queue(
+        &mut self,
+        now: Instant,
+        group: &str,
+        queue: &MessageQueue,
+        generation: u64,
+        offset: i64,
+    ) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let Some(slot) = c
+            .queues
+            .get_mut(queue)
+            .filter(|s| s.generation == generation)
+        else {
+            return;
+        };
+        debug!(%group, %queue, offset, "queue starts");
+        slot.pq = Some(ProcessQueue::new(queue.clone(), offset));
+        c.offsets.insert(
+            queue.clone(),
+            Offset {
+                committed: offset,
+                persisted: offset,
+            },
+        );
+        self.pull_or_wait(now, group, queue);
+    }
+
+    fn later(&mut self, now: Instant, group: &str, queue: &MessageQueue, delay: Duration) {
+        if let Some(slot) = self
+            .consumers
+            .groups
+            .get_mut(group)
+            .and_then(|c| c.queues.get_mut(queue))
+        {
+            slot.pull = PullState::At(now + delay);
+        }
+    }
+
+    /// Pulls `queue` if its cache and the group's budget have room; otherwise it
+    /// waits for room (and pulls the moment room frees).
+    fn pull_or_wait(&mut self, now: Instant, group: &str, queue: &MessageQueue) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let stopped = c.suspended || c.shutdown.is_some();
+        let Some(slot) = c.queues.get_mut(queue) else {
+            return;
+        };
+        let Some(pq) = &slot.pq else {
+            // No offset yet (a retried offset query comes through here).
+            if slot.pull != PullState::Starting {
+                slot.pull = PullState::Starting;
+                let generation = slot.generation;
+                self.query_offset(now, group, queue.clone(), generation);
+            }
+            return;
+        };
+        if slot.pull == PullState::InFlight {
+            return;
+        }
+        if stopped {
+            slot.pull = PullState::Stopped;
+            return;
+        }
+        let generation = slot.generation;
+        let next = pq.next_pull_offset();
+        let Some(c) = self.consumers.groups.get(group) else {
+            return;
+        };
+        let Some(pq) = c.queues.get(queue).and_then(|s| s.pq.as_ref()) else {
+            return;
+        };
+        let (count, bytes) = c.room(pq);
+        if count == 0 || bytes == 0 {
+            if let Some(c) = self.consumers.groups.get_mut(group) {
+                if let Some(slot) = c.queues.get_mut(queue) {
+                    slot.pull = PullState::Full;
+                }
+                if !c.waiting.contains(queue) {
+                    c.waiting.push_back(queue.clone());
+                }
+            }
+            return;
+        }
+        let Some(sub) = c.subscription(&queue.topic) else {
+            return;
+        };
+        let max = u32::try_from(count)
+            .unwrap_or(u32::MAX)
+            .min(c.config.pull_batch_size);
+        let committed = c.offsets.get(queue).map_or(0, |o| o.committed);
+        let Some(addr) = self.broker_of(queue) else {
+            return self.later(now, group, queue, PULL_RETRY_DELAY);
+        };
+        let mut flags = pull_flag::SUSPEND | pull_flag::SUBSCRIPTION;
+        if committed > 0 {
+            flags |= pull_flag::COMMIT_OFFSET;
+        }
+        let header = PullMessageRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: queue.topic.clone(),
+            queue_id: queue.queue_id,
+            queue_offset: next,
+            max_msg_nums: max as i32,
+            sys_flag: flags,
+            commit_offset: committed,
+            suspend_timeout_millis: PULL_SUSPEND.as_millis() as i64,
+            subscription: Some(sub.sub_string.clone()),
+            sub_version: sub.sub_version,
+            expression_type: Some(
+                match sub.expression_type {
+                    crate::protocol::body::ExpressionType::Tag => "TAG",
+                    crate::protocol::body::ExpressionType::Sql92 => "SQL92",
+                }
+                .into(),
+            ),
+            max_msg_bytes: Some(i32::try_from(bytes).unwrap_or(i32::MAX)),
+            request_source: None,
+            proxy_forward_client_id: None,
+            broker_name: Some(queue.broker_name.clone()),
+        };
+        if let Some(slot) = self
+            .consumers
+            .groups
+            .get_mut(group)
+            .and_then(|c| c.queues.get_mut(queue))
+        {
+            slot.pull = PullState::InFlight;
+        }
+        let request = RemotingCommand::request(RequestCode::PULL_MESSAGE, 0).with_header(&header);
+        self.consumer_request(
+            now,
+            group,
+            &addr,
+            request,
+            ConsumerOp::Pull {
+                queue: queue.clone(),
+                generation,
+            },
+            PULL_TIMEOUT,
+        );
+    }
+
+    fn on_pulled(
+        &mut self,
+        now: Instant,
+        group: &str,
+        queue: MessageQueue,
+        generation: u64,
+        answer: Result<RemotingCommand, ClientError>,
+    ) {
+        let decode = self.config.decode.clone();
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let retry_topic = c.retry_topic();
+        let sub = c.subscription(&queue.topic);
+        let delay = c.config.pull_interval;
+        let n = c.queues.len().max(1);
+        let Some(slot) = c
+            .queues
+            .get_mut(&queue)
+            .filter(|s| s.generation == generation)
+        else {
+            return;
+        };
+        slot.pull = PullState::At(now);
+        let result = answer.and_then(|cmd| on_pull(&cmd, &decode));
+        let pulled = match result {
+            Ok(Reply::Pulled(p)) => p,
+            Ok(_) => return,
+            Err(e) => {
+                debug!(%group, %queue, error = %e, "pull failed; trying again later");
+                slot.pull = PullState::At(now + PULL_RETRY_DELAY);
+                return;
+            }
+        };
+        let Some(pq) = &mut slot.pq else {
+            return;
+        };
+        match pulled.status {
+            PullStatus::Found => {
+                let mut messages: Vec<MessageExt> = pulled
+                    .messages
+                    .into_iter()
+                    .filter(|m| sub.as_ref().is_none_or(|s| tag_matches(s, m.tags())))
+                    .collect();
+                if retry_topic.as_deref() == Some(queue.topic.as_str()) {
+                    for m in &mut messages {
+                        restore_retry_topic(m);
+                    }
+                }
+                // Keep what fits: a pull may return more than the room asked for
+                // when other queues filled the budget meanwhile. What does not fit
+                // is pulled again later; a single message larger than the whole
+                // budget is taken when nothing else is cached.
+                let mut next = pulled.next_begin_offset;
+                let (mut count, mut bytes) = (c.cached_count, c.cached_bytes);
+                let (mut q_count, mut q_bytes) = (pq.count(), pq.bytes());
+                let cfg = &c.config;
+                let q_count_max = cfg
+                    .queue_cache_count
+                    .min((cfg.global_cache_count / n).max(1));
+                let q_bytes_max = cfg
+                    .queue_cache_bytes
+                    .min((cfg.global_cache_bytes / n).max(1));
+                let mut keep = 0;
+                for m in &messages {
+                    let len = m.body.len();
+                    let fits = count < cfg.global_cache_count
+                        && bytes + len <= cfg.global_cache_bytes
+                        && q_count < q_count_max
+                        && q_bytes + len <= q_bytes_max;
+                    if !(fits || count == 0) {
+                        next = m.queue_offset;
+                        break;
+                    }
+                    count += 1;
+                    bytes += len;
+                    q_count += 1;
+                    q_bytes += len;
+                    keep += 1;
+                }
+                messages.truncate(keep);
+                let added_count = count - c.cached_count;
+                let added_bytes = bytes - c.cached_bytes;
+                pq.add(now, messages, next);
+                c.cached_count += added_count;
+                c.cached_bytes += added_bytes;
+                if pq.has_ready() && !c.ready.contains(&queue) {
+                    c.ready.push_back(queue.clone());
+                }
+                if !delay.is_zero() {
+                    slot.pull = PullState::At(now + delay);
+                }
+            }
+            PullStatus::NoNewMessage | PullStatus::NoMatchedMessage => {
+                pq.advance_pull(pulled.next_begin_offset);
+            }
+            PullStatus::OffsetIllegal => {
+                // The broker corrected the offset: start over from its answer.
+                warn!(%group, %queue, from = pq.next_pull_offset(), to = pulled.next_begin_offset, "offset illegal; moved by the broker");
+                let (count, bytes) = pq.reset(pulled.next_begin_offset);
+                c.cached_count -= count;
+                c.cached_bytes -= bytes;
+                c.ready.retain(|q| q != &queue);
+                let o = c.offsets.entry(queue.clone()).or_insert(Offset {
+                    committed: pulled.next_begin_offset,
+                    persisted: -1,
+                });
+                o.committed = pulled.next_begin_offset;
+                o.persisted = -1;
+            }
+        }
+        self.update_committed(group, &queue);
+        if matches!(
+            self.slot(group, &queue, generation).map(|s| s.pull),
+            Some(PullState::At(t)) if t <= now
+        ) {
+            self.pull_or_wait(now, group, &queue);
+        }
+        self.dispatch_deliveries(now, group);
+    }
+
+    /// Raises the queue's committed offset to what its cache allows.
+    fn update_committed(&mut self, group: &str, queue: &MessageQueue) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let Some(to) = c
+            .queues
+            .get(queue)
+            .and_then(|s| s.pq.as_ref())
+            .and_then(ProcessQueue::committable)
+        else {
+            return;
+        };
+        if let Some(o) = c.offsets.get_mut(queue) {
+            o.committed = o.committed.max(to);
+        }
+    }
+
+    /// Hands ready messages to the listener while calls are free, one queue at
+    /// a time in turn.
+    fn dispatch_deliveries(&mut self, now: Instant, group: &str) {
+        let wall = self.wall_ms(now);
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        if c.shutdown.is_some() {
+            return;
+        }
+        while c.in_flight < c.config.consume_concurrency {
+            let Some(queue) = c.ready.pop_front() else {
+                break;
+            };
+            let Some(slot) = c.queues.get_mut(&queue) else {
+                continue;
+            };
+            let Some(pq) = &mut slot.pq else {
+                continue;
+            };
+            self.consumers.next_ticket += 1;
+            let ticket = Ticket(self.consumers.next_ticket);
+            let messages = pq.take_ready(c.config.consume_batch_size, ticket.0);
+            if pq.has_ready() {
+                c.ready.push_back(queue.clone());
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            c.in_flight += 1;
+            let context = ConsumeContext {
+                group: group.to_owned(),
+                queue: queue.clone(),
+                reconsume_times: messages.first().map_or(0, |m| m.reconsume_times),
+                consume_start_ms: wall,
+                attributes: BTreeMap::new(),
+            };
+            self.consumers.tickets.insert(
+                ticket,
+                (
+                    group.to_owned(),
+                    TicketInfo {
+                        queue,
+                        generation: slot.generation,
+                        offsets: messages.iter().map(|m| m.queue_offset).collect(),
+                    },
+                ),
+            );
+            self.outputs.push_back(Output::Deliver(Delivery {
+                ticket,
+                messages,
+                context,
+            }));
+        }
+    }
+
+    /// A listener call finished.
+    pub(super) fn on_consumed(&mut self, now: Instant, ticket: Ticket, result: ConsumeResult) {
+        let Some((group, info)) = self.consumers.tickets.remove(&ticket) else {
+            return;
+        };
+        let Some(c) = self.consumers.groups.get_mut(&group) else {
+            return;
+        };
+        c.in_flight = c.in_flight.saturating_sub(1);
+        let retry_topic_name = c.retry_topic();
+        let max_reconsume = c.config.max_reconsume_times;
+        let clustering = c.config.message_model == MessageModel::Clustering;
+        let live = c
+            .queues
+            .get(&info.queue)
+            .is_some_and(|s| s.generation == info.generation);
+        if live {
+            match result {
+                ConsumeResult::Success => {
+                    if let Some(pq) = c.queues.get_mut(&info.queue).and_then(|s| s.pq.as_mut()) {
+                        let before = pq.bytes();
+                        let n = pq.count();
+                        pq.done(now, &info.offsets);
+                        c.cached_count -= n - pq.count();
+                        c.cached_bytes -= before - pq.bytes();
+                        c.stats.consumed += info.offsets.len() as u64;
+                    }
+                }
+                ConsumeResult::ReconsumeLater { delay_level } => {
+                    c.stats.failed += info.offsets.len() as u64;
+                    let mut backs = Vec::new();
+                    if let Some(pq) = c.queues.get_mut(&info.queue).and_then(|s| s.pq.as_mut()) {
+                        for offset in &info.offsets {
+                            if let Some(m) = pq.sending_back(now, *offset) {
+                                backs.push((*offset, m.clone()));
+                            }
+                        }
+                        if !clustering {
+                            // Broadcasting has no retry topic: Java drops the message.
+                            let n = pq.count();
+                            let before = pq.bytes();
+                            pq.done(now, &info.offsets);
+                            c.cached_count -= n - pq.count();
+                            c.cached_bytes -= before - pq.bytes();
+                            backs.clear();
+                        }
+                    }
+                    for (offset, m) in backs {
+                        self.send_back(
+                            now,
+                            &group,
+                            &info.queue,
+                            info.generation,
+                            offset,
+                            &m,
+                            delay_level,
+                            max_reconsume,
+                            retry_topic_name.as_deref(),
+                        );
+                    }
+                }
+            }
+            self.update_committed(&group, &info.queue);
+        }
+        self.room_freed(now, &group);
+        self.dispatch_deliveries(now, &group);
+        self.check_drained(now, &group);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_back(
+        &mut self,
+        now: Instant,
+        group: &str,
+        queue: &MessageQueue,
+        generation: u64,
+        offset: i64,
+        message: &MessageExt,
+        delay_level: i32,
+        max_reconsume: i32,
+        _retry_topic: Option<&str>,
+    ) {
+        let Some(addr) = self
+            .broker_of(queue)
+            .or_else(|| Some(message.store_host.to_string()))
+        else {
+            return;
+        };
+        let origin_topic = message.topic.to_string();
+        let header = ConsumerSendMsgBackRequestHeader {
+            offset: message.commit_log_offset,
+            group: group.to_owned(),
+            delay_level,
+            origin_msg_id: Some(
+                message
+                    .property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+                    .map_or_else(|| message.msg_id(), str::to_owned),
+            ),
+            origin_topic: Some(origin_topic),
+            unit_mode: Some(false),
+            max_reconsume_times: Some(max_reconsume),
+            broker_name: Some(queue.broker_name.clone()),
+        };
+        let request =
+            RemotingCommand::request(RequestCode::CONSUMER_SEND_MSG_BACK, 0).with_header(&header);
+        let timeout = self.config.request_timeout;
+        self.consumer_request(
+            now,
+            group,
+            &addr,
+            request,
+            ConsumerOp::SendBack {
+                queue: queue.clone(),
+                generation,
+                offset,
+            },
+            timeout,
+        );
+    }
+
+    fn on_sent_back(
+        &mut self,
+        now: Instant,
+        group: &str,
+        queue: MessageQueue,
+        generation: u64,
+        offset: i64,
+        answer: Result<RemotingCommand, ClientError>,
+    ) {
+        let ok = matches!(&answer, Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS);
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let Some(pq) = c
+            .queues
+            .get_mut(&queue)
+            .filter(|s| s.generation == generation)
+            .and_then(|s| s.pq.as_mut())
+        else {
+            return;
+        };
+        if ok {
+            let n = pq.count();
+            let before = pq.bytes();
+            pq.done(now, &[offset]);
+            c.cached_count -= n - pq.count();
+            c.cached_bytes -= before - pq.bytes();
+            c.stats.sent_back += 1;
+        } else {
+            let why = match &answer {
+                Ok(cmd) => remote(cmd.response_code(), cmd).to_string(),
+                Err(e) => e.to_string(),
+            };
+            warn!(%group, %queue, offset, %why, "send-back failed; the message is retried here and its offset held");
+            pq.retry_locally(offset, now + LOCAL_RETRY_DELAY);
+        }
+        self.update_committed(group, &queue);
+        self.room_freed(now, group);
+        self.check_drained(now, group);
+    }
+
+    /// Room freed in a cache: queues waiting for it pull again, in the order
+    /// they began to wait.
+    fn room_freed(&mut self, now: Instant, group: &str) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let waiting: Vec<MessageQueue> = c.waiting.drain(..).collect();
+        for q in waiting {
+            if let Some(slot) = self
+                .consumers
+                .groups
+                .get_mut(group)
+                .and_then(|c| c.queues.get_mut(&q))
+            {
+                if slot.pull == PullState::Full {
+                    slot.pull = PullState::At(now);
+                    self.pull_or_wait(now, group, &q);
+                }
+            }
+        }
+    }
+
+    /// Writes committed offsets that moved since the last write.
+    fn persist_offsets(&mut self, now: Instant, group: &str, all: bool) -> usize {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return 0;
+        };
+        let due: Vec<(MessageQueue, i64)> = c
+            .offsets
+            .iter_mut()
+            .filter(|(_, o)| all || o.committed != o.persisted)
+            .filter(|(_, o)| o.committed >= 0)
+            .map(|(q, o)| {
+                o.persisted = o.committed;
+                (q.clone(), o.committed)
+            })
+            .collect();
+        let mut sent = 0;
+        for (q, offset) in due {
+            if self.update_offset(now, group, &q, offset) {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    fn update_offset(
+        &mut self,
+        now: Instant,
+        group: &str,
+        queue: &MessageQueue,
+        offset: i64,
+    ) -> bool {
+        let Some(addr) = self.broker_of(queue) else {
+            return false;
+        };
+        let request = RemotingCommand::request(RequestCode::UPDATE_CONSUMER_OFFSET, 0).with_header(
+            &UpdateConsumerOffsetRequestHeader {
+                consumer_group: group.to_owned(),
+                topic: queue.topic.clone(),
+                queue_id: queue.queue_id,
+                commit_offset: offset,
+                broker_name: Some(queue.broker_name.clone()),
+            },
+        );
+        let timeout = self.config.request_timeout;
+        self.consumer_request(
+            now,
+            group,
+            &addr,
+            request,
+            ConsumerOp::OffsetUpdate,
+            timeout,
+        );
+        true
+    }
+
+    /// Starts a consumer's shutdown: pulls stop, running listener calls and
+    /// send-backs may finish until the deadline, then offsets are written and
+    /// the group is unregistered; the call completes after that.
+    pub(super) fn shutdown_consumer(&mut self, now: Instant, call: CallId, group: &str) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return self.reply(call, Err(no_consumer(group)));
+        };
+        if c.shutdown.is_some() {
+            return self.reply(
+                call,
+                Err(ClientError::ConsumerState(format!(
+                    "the consumer of group {group} is already shutting down"
+                ))),
+            );
+        }
+        info!(%group, "consumer shutting down");
+        c.shutdown = Some(Shutdown {
+            call,
+            deadline: now + c.config.shutdown_timeout,
+            finishing: None,
+        });
+        for slot in c.queues.values_mut() {
+            if slot.pull != PullState::InFlight {
+                slot.pull = PullState::Stopped;
+            }
+        }
+        c.ready.clear();
+        c.waiting.clear();
+        self.check_drained(now, group);
+    }
+
+    /// Shutting down and nothing is running any more: write offsets, unregister.
+    fn check_drained(&mut self, now: Instant, group: &str) {
+        let Some(c) = self.consumers.groups.get(group) else {
+            return;
+        };
+        let Some(s) = &c.shutdown else {
+            return;
+        };
+        if s.finishing.is_some() {
+            return;
+        }
+        let busy = c.in_flight > 0
+            || c.queues
+                .values()
+                .any(|slot| slot.pq.as_ref().is_some_and(|pq| pq.busy()));
+        if !busy {
+            self.finish_shutdown(now, group, false);
+        }
+    }
+
+    fn finish_shutdown(&mut self, now: Instant, group: &str, deadline_passed: bool) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let Some(s) = &mut c.shutdown else {
+            return;
+        };
+        match s.finishing {
+            None => {
+                if deadline_passed {
+                    warn!(%group, in_flight = c.in_flight, "shutdown deadline passed with listener calls running; their messages will be delivered again");
+                }
+                // Give the final writes their own time.
+                s.deadline = now + self.config.request_timeout;
+                s.finishing = Some(0);
+                let queues: Vec<MessageQueue> = c.queues.keys().cloned().collect();
+                for q in &queues {
+                    self.update_committed(group, q);
+                }
+                let mut out = self.persist_offsets(now, group, true);
+                let header = UnregisterClientRequestHeader {
+                    client_id: self.client_id.clone(),
+                    producer_group: None,
+                    consumer_group: Some(group.to_owned()),
+                };
+                for addr in self.heartbeated.clone() {
+                    let request = RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0)
+                        .with_header(&header);
+                    let timeout = self.config.request_timeout;
+                    self.consumer_request(
+                        now,
+                        group,
+                        &addr,
+                        request,
+                        ConsumerOp::Unregister,
+                        timeout,
+                    );
+                    out += 1;
+                }
+                if let Some(s) = self
+                    .consumers
+                    .groups
+                    .get_mut(group)
+                    .and_then(|c| c.shutdown.as_mut())
+                {
+                    s.finishing = Some(out);
+                }
+                if out == 0 {
+                    self.remove_consumer(group);
+                }
+            }
+            Some(_) => {
+                warn!(%group, "final offset writes or unregisters unanswered at the deadline");
+                self.remove_consumer(group);
+            }
+        }
+    }
+
+    fn finishing_answered(&mut self, group: &str) {
+        let Some(s) = self
+            .consumers
+            .groups
+            .get_mut(group)
+            .and_then(|c| c.shutdown.as_mut())
+        else {
+            return;
+        };
+        if let Some(n) = &mut s.finishing {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.remove_consumer(group);
+            }
+        }
+    }
+
+    fn remove_consumer(&mut self, group: &str) {
+        let Some(c) = self.consumers.groups.remove(group) else {
+            return;
+        };
+        self.consumers.tickets.retain(|_, (g, _)| g != group);
+        info!(%group, "consumer stopped");
+        if let Some(s) = c.shutdown {
+            self.reply(s.call, Ok(Reply::Done));
+        }
+        if self.producers.is_empty() && self.consumers.groups.is_empty() {
+            self.heartbeat_at = None;
+        }
+    }
+
+    /// The answer (or failure) of a consumer's request.
+    pub(super) fn on_consumer_answer(
+        &mut self,
+        now: Instant,
+        group: String,
+        op: ConsumerOp,
+        answer: Result<RemotingCommand, ClientError>,
+    ) {
+        match op {
+            ConsumerOp::ConsumerList { topic } => {
+                self.on_consumer_list(now, &group, &topic, answer);
+            }
+            ConsumerOp::QueryOffset { queue, generation } => {
+                self.on_query_offset(now, &group, queue, generation, answer);
+            }
+            ConsumerOp::StartOffset { queue, generation } => {
+                self.on_start_offset(now, &group, queue, generation, answer);
+            }
+            ConsumerOp::Pull { queue, generation } => {
+                self.on_pulled(now, &group, queue, generation, answer);
+                self.check_drained(now, &group);
+            }
+            ConsumerOp::SendBack {
+                queue,
+                generation,
+                offset,
+            } => self.on_sent_back(now, &group, queue, generation, offset, answer),
+            ConsumerOp::OffsetUpdate | ConsumerOp::Unregister => {
+                if let Err(e) = &answer {
+                    debug!(%group, error = %e, "offset write or unregister failed");
+                }
+                self.finishing_answered(&group);
+            }
+        }
+    }
+
+    /// NOTIFY_CONSUMER_IDS_CHANGED: the group's members changed; rebalance now.
+    pub(super) fn on_ids_changed(&mut self, now: Instant, cmd: &RemotingCommand) {
+        let Ok(h) = cmd.header::<NotifyConsumerIdsChangedRequestHeader>() else {
+            return;
+        };
+        if let Some(c) = self.consumers.groups.get_mut(&h.consumer_group) {
+            if c.shutdown.is_none() {
+                debug!(group = %h.consumer_group, "consumer ids changed; rebalancing");
+                c.rebalance_at = now;
+            }
+        }
+    }
+
+    /// Whether a group's consumer exists (for tests and adapters).
+    pub fn has_consumer(&self, group: &str) -> bool {
+        self.consumers.groups.contains_key(group)
+    }
+
+    /// The allocation strategy's name of a group (for tests).
+    pub fn consumer_strategy(&self, group: &str) -> Option<String> {
+        self.consumers
+            .groups
+            .get(group)
+            .map(|c| AllocateStrategy::name(&c.config.allocate))
+    }
+}
+
+/// A message pulled from the retry topic is shown to the listener under its
+/// original topic (Java's `resetRetryAndNamespace`).
+fn restore_retry_topic(m: &mut MessageExt) {
+    if let Some(origin) = m.property(property::RETRY_TOPIC).map(str::to_owned) {
+        m.topic = origin.into();
+    }
+}
+
+fn no_consumer(group: &str) -> ClientError {
+    ClientError::ConsumerState(format!("no consumer of group {group} in this client"))
+}
