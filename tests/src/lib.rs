@@ -13,4 +13,5 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+pub mod consume;
 pub mod harness;

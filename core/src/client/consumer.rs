@@ -74,6 +74,9 @@ struct TicketInfo {
     queue: MessageQueue,
     generation: u64,
     offsets: Vec<i64>,
+    started: Instant,
+    /// Already reported as running past the consume timeout.
+    overdue: bool,
 }
 
 /// A request a consumer sent, and what its answer is for.
@@ -99,7 +102,13 @@ pub(super) enum ConsumerOp {
         generation: u64,
         offset: i64,
     },
-    OffsetUpdate,
+    /// A committed offset written; `last` for the writes of a shutdown.
+    OffsetUpdate {
+        queue: MessageQueue,
+        offset: i64,
+        last: bool,
+    },
+    /// The group unregistered at shutdown.
     Unregister,
 }
 
@@ -144,6 +153,8 @@ struct Offset {
 #[derive(Debug)]
 struct Slot {
     generation: u64,
+    /// Listed in the consumer's `ready` turn.
+    in_ready: bool,
     /// `None` while the start offset is looked up.
     pq: Option<ProcessQueue>,
     pull: PullState,
@@ -163,7 +174,52 @@ enum PullState {
     Stopped,
 }
 
+/// The cache limits of a consumer, copied out for the pull path.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    queue_count: usize,
+    queue_bytes: usize,
+    global_count: usize,
+    global_bytes: usize,
+}
+
+impl Limits {
+    fn of(c: &ConsumerConfig) -> Self {
+        Self {
+            queue_count: c.queue_cache_count,
+            queue_bytes: c.queue_cache_bytes,
+            global_count: c.global_cache_count,
+            global_bytes: c.global_cache_bytes,
+        }
+    }
+}
+
 impl Consumer {
+    /// Cached messages left the cache.
+    fn release(&mut self, count: usize, bytes: usize) {
+        self.cached_count = self.cached_count.saturating_sub(count);
+        self.cached_bytes = self.cached_bytes.saturating_sub(bytes);
+    }
+
+    /// The limit sent back with a failed message: Java reads an unset (-1)
+    /// limit as 16 for concurrent consumers.
+    fn max_reconsume_times(&self) -> i32 {
+        match self.config.max_reconsume_times {
+            -1 => 16,
+            n => n,
+        }
+    }
+
+    /// Marks a queue ready (once).
+    fn mark_ready(&mut self, queue: &MessageQueue) {
+        if let Some(slot) = self.queues.get_mut(queue) {
+            if !slot.in_ready {
+                slot.in_ready = true;
+                self.ready.push_back(queue.clone());
+            }
+        }
+    }
+
     fn retry_topic(&self) -> Option<String> {
         (self.config.message_model == MessageModel::Clustering)
             .then(|| retry_topic(&self.config.group))
@@ -229,7 +285,11 @@ impl Consumer {
 
 impl Client {
     pub(super) fn consumer_groups(&self) -> impl Iterator<Item = ConsumerData> + '_ {
-        self.consumers.groups.values().map(Consumer::heartbeat_data)
+        self.consumers
+            .groups
+            .values()
+            .filter(|c| c.shutdown.as_ref().is_none_or(|s| s.finishing.is_none()))
+            .map(Consumer::heartbeat_data)
     }
 
     pub(super) fn has_consumers(&self) -> bool {
@@ -494,9 +554,7 @@ impl Client {
                 }
             }
             for q in woke {
-                if !c.ready.contains(&q) {
-                    c.ready.push_back(q);
-                }
+                c.mark_ready(&q);
             }
             for q in due {
                 self.pull_or_wait(now, &group, &q);
@@ -505,12 +563,44 @@ impl Client {
         }
     }
 
+    /// Reports listener calls running past the consume timeout, once each.
+    /// They are not delivered again while they run; their messages hold the
+    /// queue's offset until they finish.
+    fn warn_overdue(&mut self, now: Instant, group: &str) {
+        let Some(timeout) = self
+            .consumers
+            .groups
+            .get(group)
+            .map(|c| c.config.consume_timeout)
+        else {
+            return;
+        };
+        for (ticket, (g, info)) in &mut self.consumers.tickets {
+            if g == group && !info.overdue && now.saturating_duration_since(info.started) > timeout
+            {
+                info.overdue = true;
+                warn!(%group, %ticket, queue = %info.queue, running = ?now.saturating_duration_since(info.started), "listener call past the consume timeout");
+            }
+        }
+    }
+
     /// Rebalances every topic of a group.
     fn rebalance(&mut self, now: Instant, group: &str) {
         let Some(c) = self.consumers.groups.get(group) else {
             return;
         };
-        for topic in c.topics() {
+        let topics = c.topics();
+        let stray: Vec<MessageQueue> = c
+            .queues
+            .keys()
+            .filter(|q| !topics.contains(&q.topic))
+            .cloned()
+            .collect();
+        for q in stray {
+            self.drop_queue(now, group, &q);
+        }
+        self.warn_overdue(now, group);
+        for topic in topics {
             self.rebalance_topic(now, group, &topic);
         }
     }
@@ -572,7 +662,7 @@ impl Client {
             return;
         };
         c.listing.remove(topic);
-        if c.shutdown.is_some() {
+        if c.shutdown.is_some() || !c.topics().iter().any(|t| t == topic) {
             return;
         }
         let cids = match answer {
@@ -659,6 +749,7 @@ impl Client {
                 q.clone(),
                 Slot {
                     generation,
+                    in_ready: false,
                     pq: None,
                     pull: PullState::Starting,
                 },
@@ -680,16 +771,20 @@ impl Client {
         };
         if let Some(pq) = &mut slot.pq {
             let (count, bytes) = pq.clear();
-            c.cached_count -= count;
-            c.cached_bytes -= bytes;
+            c.release(count, bytes);
         }
-        c.ready.retain(|q| q != queue);
-        c.waiting.retain(|q| q != queue);
+        if slot.in_ready {
+            c.ready.retain(|q| q != queue);
+        }
+        if slot.pull == PullState::Full {
+            c.waiting.retain(|q| q != queue);
+        }
         let offset = c.offsets.remove(queue);
         debug!(%group, %queue, "queue dropped");
-        if let Some(o) = offset.filter(|o| o.committed > o.persisted) {
-            self.update_offset(now, group, queue, o.committed);
+        if let Some(o) = offset.filter(|o| o.committed >= 0 && o.committed != o.persisted) {
+            self.update_offset(now, group, queue, o.committed, false);
         }
+        self.room_freed(now, group);
     }
 
     fn broker_of(&self, queue: &MessageQueue) -> Option<String> {
@@ -766,11 +861,15 @@ impl Client {
             return;
         }
         let found = match &answer {
-            Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS => cmd
-                .header::<QueryConsumerOffsetResponseHeader>()
-                .ok()
-                .map(|h| h.offset)
-                .filter(|o| *o >= 0),
+            Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS => {
+                match cmd.header::<QueryConsumerOffsetResponseHeader>() {
+                    Ok(h) => Some(h.offset).filter(|o| *o >= 0),
+                    Err(e) => {
+                        warn!(%group, %queue, error = %e, "bad offset answer; trying again");
+                        return self.retry_start(now, group, &queue, generation);
+                    }
+                }
+            }
             Ok(cmd) if cmd.response_code() == ResponseCode::QUERY_NOT_FOUND => None,
             Ok(cmd) => {
                 let e = remote(cmd.response_code(), cmd);
@@ -907,7 +1006,10 @@ impl Client {
             queue.clone(),
             Offset {
                 committed: offset,
-                persisted: offset,
+                // Written at the next persist, as Java writes every offset it
+                // holds: a new group's start point is kept even if nothing is
+                // consumed before a restart.
+                persisted: -1,
             },
         );
         self.pull_or_wait(now, group, queue);
@@ -962,16 +1064,17 @@ impl Client {
         if count == 0 || bytes == 0 {
             if let Some(c) = self.consumers.groups.get_mut(group) {
                 if let Some(slot) = c.queues.get_mut(queue) {
-                    slot.pull = PullState::Full;
-                }
-                if !c.waiting.contains(queue) {
-                    c.waiting.push_back(queue.clone());
+                    if slot.pull != PullState::Full {
+                        slot.pull = PullState::Full;
+                        c.waiting.push_back(queue.clone());
+                    }
                 }
             }
             return;
         }
         let Some(sub) = c.subscription(&queue.topic) else {
-            return;
+            // No longer subscribed: the queue goes.
+            return self.drop_queue(now, group, queue);
         };
         let max = u32::try_from(count)
             .unwrap_or(u32::MAX)
@@ -1038,6 +1141,9 @@ impl Client {
         answer: Result<RemotingCommand, ClientError>,
     ) {
         let decode = self.config.decode.clone();
+        // A generation for the queue in case the broker resets it below.
+        self.consumers.next_generation += 1;
+        let fresh = self.consumers.next_generation;
         let Some(c) = self.consumers.groups.get_mut(group) else {
             return;
         };
@@ -1045,6 +1151,8 @@ impl Client {
         let sub = c.subscription(&queue.topic);
         let delay = c.config.pull_interval;
         let n = c.queues.len().max(1);
+        let cfg = Limits::of(&c.config);
+        let (global_count, global_bytes) = (c.cached_count, c.cached_bytes);
         let Some(slot) = c
             .queues
             .get_mut(&queue)
@@ -1066,6 +1174,9 @@ impl Client {
         let Some(pq) = &mut slot.pq else {
             return;
         };
+        let mut freed = false;
+        let mut ready = false;
+        let (count_before, bytes_before) = (pq.count(), pq.bytes());
         match pulled.status {
             PullStatus::Found => {
                 let mut messages: Vec<MessageExt> = pulled
@@ -1078,28 +1189,22 @@ impl Client {
                         restore_retry_topic(m);
                     }
                 }
-                // Keep what fits: a pull may return more than the room asked for
-                // when other queues filled the budget meanwhile. What does not fit
-                // is pulled again later; a single message larger than the whole
-                // budget is taken when nothing else is cached.
+                // Keep what fits the queue's and the consumer's limits. The rest is
+                // pulled again once room frees. An empty queue always takes its
+                // first message, however large, or it could never move on.
+                let q_count_max = cfg.queue_count.min((cfg.global_count / n).max(1));
+                let q_bytes_max = cfg.queue_bytes.min((cfg.global_bytes / n).max(1));
+                let (mut count, mut bytes) = (global_count, global_bytes);
+                let (mut q_count, mut q_bytes) = (count_before, bytes_before);
                 let mut next = pulled.next_begin_offset;
-                let (mut count, mut bytes) = (c.cached_count, c.cached_bytes);
-                let (mut q_count, mut q_bytes) = (pq.count(), pq.bytes());
-                let cfg = &c.config;
-                let q_count_max = cfg
-                    .queue_cache_count
-                    .min((cfg.global_cache_count / n).max(1));
-                let q_bytes_max = cfg
-                    .queue_cache_bytes
-                    .min((cfg.global_cache_bytes / n).max(1));
                 let mut keep = 0;
                 for m in &messages {
                     let len = m.body.len();
-                    let fits = count < cfg.global_cache_count
-                        && bytes + len <= cfg.global_cache_bytes
+                    let fits = count < cfg.global_count
+                        && bytes + len <= cfg.global_bytes
                         && q_count < q_count_max
                         && q_bytes + len <= q_bytes_max;
-                    if !(fits || count == 0) {
+                    if !(fits || q_count == 0) {
                         next = m.queue_offset;
                         break;
                     }
@@ -1110,28 +1215,26 @@ impl Client {
                     keep += 1;
                 }
                 messages.truncate(keep);
-                let added_count = count - c.cached_count;
-                let added_bytes = bytes - c.cached_bytes;
                 pq.add(now, messages, next);
-                c.cached_count += added_count;
-                c.cached_bytes += added_bytes;
-                if pq.has_ready() && !c.ready.contains(&queue) {
-                    c.ready.push_back(queue.clone());
-                }
-                if !delay.is_zero() {
+                ready = pq.has_ready();
+                if next < pulled.next_begin_offset {
+                    // Full: wait for room rather than pull the same messages again.
+                    slot.pull = PullState::Full;
+                } else if !delay.is_zero() {
                     slot.pull = PullState::At(now + delay);
                 }
             }
             PullStatus::NoNewMessage | PullStatus::NoMatchedMessage => {
-                pq.advance_pull(pulled.next_begin_offset);
+                pq.nothing_new(now, pulled.next_begin_offset);
             }
             PullStatus::OffsetIllegal => {
-                // The broker corrected the offset: start over from its answer.
+                // The broker corrected the offset: start over from its answer,
+                // as a new generation so that calls still running on the old
+                // cache cannot touch the new one.
                 warn!(%group, %queue, from = pq.next_pull_offset(), to = pulled.next_begin_offset, "offset illegal; moved by the broker");
-                let (count, bytes) = pq.reset(pulled.next_begin_offset);
-                c.cached_count -= count;
-                c.cached_bytes -= bytes;
-                c.ready.retain(|q| q != &queue);
+                pq.reset(pulled.next_begin_offset);
+                slot.generation = fresh;
+                freed = true;
                 let o = c.offsets.entry(queue.clone()).or_insert(Offset {
                     committed: pulled.next_begin_offset,
                     persisted: -1,
@@ -1140,12 +1243,37 @@ impl Client {
                 o.persisted = -1;
             }
         }
+        // The global counters follow the queue's own before and after.
+        if let Some(pq) = c.queues.get(&queue).and_then(|s| s.pq.as_ref()) {
+            let (count_after, bytes_after) = (pq.count(), pq.bytes());
+            c.cached_count = (c.cached_count + count_after).saturating_sub(count_before);
+            c.cached_bytes = (c.cached_bytes + bytes_after).saturating_sub(bytes_before);
+        }
+        if ready {
+            c.mark_ready(&queue);
+        }
+        let full = c
+            .queues
+            .get(&queue)
+            .is_some_and(|s| s.pull == PullState::Full);
+        if full {
+            c.waiting.push_back(queue.clone());
+        }
         self.update_committed(group, &queue);
+        let generation = self
+            .consumers
+            .groups
+            .get(group)
+            .and_then(|c| c.queues.get(&queue))
+            .map_or(generation, |s| s.generation);
         if matches!(
             self.slot(group, &queue, generation).map(|s| s.pull),
             Some(PullState::At(t)) if t <= now
         ) {
             self.pull_or_wait(now, group, &queue);
+        }
+        if freed {
+            self.room_freed(now, group);
         }
         self.dispatch_deliveries(now, group);
     }
@@ -1185,6 +1313,7 @@ impl Client {
             let Some(slot) = c.queues.get_mut(&queue) else {
                 continue;
             };
+            slot.in_ready = false;
             let Some(pq) = &mut slot.pq else {
                 continue;
             };
@@ -1192,6 +1321,7 @@ impl Client {
             let ticket = Ticket(self.consumers.next_ticket);
             let messages = pq.take_ready(c.config.consume_batch_size, ticket.0);
             if pq.has_ready() {
+                slot.in_ready = true;
                 c.ready.push_back(queue.clone());
             }
             if messages.is_empty() {
@@ -1213,6 +1343,8 @@ impl Client {
                         queue,
                         generation: slot.generation,
                         offsets: messages.iter().map(|m| m.queue_offset).collect(),
+                        started: now,
+                        overdue: false,
                     },
                 ),
             );
@@ -1233,61 +1365,51 @@ impl Client {
             return;
         };
         c.in_flight = c.in_flight.saturating_sub(1);
-        let retry_topic_name = c.retry_topic();
-        let max_reconsume = c.config.max_reconsume_times;
+        let max_reconsume = c.max_reconsume_times();
         let clustering = c.config.message_model == MessageModel::Clustering;
-        let live = c
+        let mut backs = Vec::new();
+        if let Some(pq) = c
             .queues
-            .get(&info.queue)
-            .is_some_and(|s| s.generation == info.generation);
-        if live {
+            .get_mut(&info.queue)
+            .filter(|s| s.generation == info.generation)
+            .and_then(|s| s.pq.as_mut())
+        {
+            let (count, bytes) = (pq.count(), pq.bytes());
             match result {
                 ConsumeResult::Success => {
-                    if let Some(pq) = c.queues.get_mut(&info.queue).and_then(|s| s.pq.as_mut()) {
-                        let before = pq.bytes();
-                        let n = pq.count();
-                        pq.done(now, &info.offsets);
-                        c.cached_count -= n - pq.count();
-                        c.cached_bytes -= before - pq.bytes();
-                        c.stats.consumed += info.offsets.len() as u64;
-                    }
+                    pq.done(now, ticket.0, &info.offsets);
+                    c.stats.consumed += info.offsets.len() as u64;
+                }
+                ConsumeResult::ReconsumeLater { .. } if !clustering => {
+                    // Broadcasting has no retry topic: Java drops the message.
+                    pq.drop_failed(ticket.0, &info.offsets);
+                    c.stats.failed += info.offsets.len() as u64;
                 }
                 ConsumeResult::ReconsumeLater { delay_level } => {
                     c.stats.failed += info.offsets.len() as u64;
-                    let mut backs = Vec::new();
-                    if let Some(pq) = c.queues.get_mut(&info.queue).and_then(|s| s.pq.as_mut()) {
-                        for offset in &info.offsets {
-                            if let Some(m) = pq.sending_back(now, *offset) {
-                                backs.push((*offset, m.clone()));
-                            }
+                    for offset in &info.offsets {
+                        if let Some(m) = pq.sending_back(now, ticket.0, *offset) {
+                            backs.push((*offset, m.clone(), delay_level));
                         }
-                        if !clustering {
-                            // Broadcasting has no retry topic: Java drops the message.
-                            let n = pq.count();
-                            let before = pq.bytes();
-                            pq.done(now, &info.offsets);
-                            c.cached_count -= n - pq.count();
-                            c.cached_bytes -= before - pq.bytes();
-                            backs.clear();
-                        }
-                    }
-                    for (offset, m) in backs {
-                        self.send_back(
-                            now,
-                            &group,
-                            &info.queue,
-                            info.generation,
-                            offset,
-                            &m,
-                            delay_level,
-                            max_reconsume,
-                            retry_topic_name.as_deref(),
-                        );
                     }
                 }
             }
-            self.update_committed(&group, &info.queue);
+            let (freed_count, freed_bytes) = (count - pq.count(), bytes - pq.bytes());
+            c.release(freed_count, freed_bytes);
         }
+        for (offset, m, delay_level) in backs {
+            self.send_back(
+                now,
+                &group,
+                &info.queue,
+                info.generation,
+                offset,
+                &m,
+                delay_level,
+                max_reconsume,
+            );
+        }
+        self.update_committed(&group, &info.queue);
         self.room_freed(now, &group);
         self.dispatch_deliveries(now, &group);
         self.check_drained(now, &group);
@@ -1304,7 +1426,6 @@ impl Client {
         message: &MessageExt,
         delay_level: i32,
         max_reconsume: i32,
-        _retry_topic: Option<&str>,
     ) {
         let Some(addr) = self
             .broker_of(queue)
@@ -1354,31 +1475,28 @@ impl Client {
         answer: Result<RemotingCommand, ClientError>,
     ) {
         let ok = matches!(&answer, Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS);
-        let Some(c) = self.consumers.groups.get_mut(group) else {
-            return;
-        };
-        let Some(pq) = c
-            .queues
-            .get_mut(&queue)
-            .filter(|s| s.generation == generation)
-            .and_then(|s| s.pq.as_mut())
-        else {
-            return;
-        };
-        if ok {
-            let n = pq.count();
-            let before = pq.bytes();
-            pq.done(now, &[offset]);
-            c.cached_count -= n - pq.count();
-            c.cached_bytes -= before - pq.bytes();
-            c.stats.sent_back += 1;
-        } else {
-            let why = match &answer {
-                Ok(cmd) => remote(cmd.response_code(), cmd).to_string(),
-                Err(e) => e.to_string(),
-            };
-            warn!(%group, %queue, offset, %why, "send-back failed; the message is retried here and its offset held");
-            pq.retry_locally(offset, now + LOCAL_RETRY_DELAY);
+        if let Some(c) = self.consumers.groups.get_mut(group) {
+            if let Some(pq) = c
+                .queues
+                .get_mut(&queue)
+                .filter(|s| s.generation == generation)
+                .and_then(|s| s.pq.as_mut())
+            {
+                if ok {
+                    let (count, bytes) = (pq.count(), pq.bytes());
+                    pq.sent_back(&[offset]);
+                    let freed = (count - pq.count(), bytes - pq.bytes());
+                    c.release(freed.0, freed.1);
+                    c.stats.sent_back += 1;
+                } else {
+                    let why = match &answer {
+                        Ok(cmd) => remote(cmd.response_code(), cmd).to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    warn!(%group, %queue, offset, %why, "send-back failed; the message is retried here and its offset held");
+                    pq.retry_locally(offset, now + LOCAL_RETRY_DELAY);
+                }
+            }
         }
         self.update_committed(group, &queue);
         self.room_freed(now, group);
@@ -1386,45 +1504,56 @@ impl Client {
     }
 
     /// Room freed in a cache: queues waiting for it pull again, in the order
-    /// they began to wait.
+    /// they began to wait, while the consumer's budget has room.
     fn room_freed(&mut self, now: Instant, group: &str) {
-        let Some(c) = self.consumers.groups.get_mut(group) else {
-            return;
-        };
-        let waiting: Vec<MessageQueue> = c.waiting.drain(..).collect();
-        for q in waiting {
-            if let Some(slot) = self
-                .consumers
-                .groups
-                .get_mut(group)
-                .and_then(|c| c.queues.get_mut(&q))
+        // Each queue waiting now gets one look; one held back by its own limits
+        // goes to the back of the line again (in pull_or_wait).
+        let mut turns = self
+            .consumers
+            .groups
+            .get(group)
+            .map_or(0, |c| c.waiting.len());
+        while turns > 0 {
+            turns -= 1;
+            let Some(c) = self.consumers.groups.get_mut(group) else {
+                return;
+            };
+            if c.cached_count >= c.config.global_cache_count
+                || c.cached_bytes >= c.config.global_cache_bytes
             {
-                if slot.pull == PullState::Full {
-                    slot.pull = PullState::At(now);
-                    self.pull_or_wait(now, group, &q);
-                }
+                return;
             }
+            let Some(q) = c.waiting.pop_front() else {
+                return;
+            };
+            let Some(slot) = c.queues.get_mut(&q) else {
+                continue;
+            };
+            if slot.pull != PullState::Full {
+                continue;
+            }
+            slot.pull = PullState::At(now);
+            self.pull_or_wait(now, group, &q);
         }
     }
 
     /// Writes committed offsets that moved since the last write.
-    fn persist_offsets(&mut self, now: Instant, group: &str, all: bool) -> usize {
-        let Some(c) = self.consumers.groups.get_mut(group) else {
+    /// An offset counts as persisted once the broker acknowledged it, so a
+    /// failed write is tried again at the next interval. `last` marks the
+    /// writes of a shutdown, which also includes unchanged offsets.
+    fn persist_offsets(&mut self, now: Instant, group: &str, last: bool) -> usize {
+        let Some(c) = self.consumers.groups.get(group) else {
             return 0;
         };
         let due: Vec<(MessageQueue, i64)> = c
             .offsets
-            .iter_mut()
-            .filter(|(_, o)| all || o.committed != o.persisted)
-            .filter(|(_, o)| o.committed >= 0)
-            .map(|(q, o)| {
-                o.persisted = o.committed;
-                (q.clone(), o.committed)
-            })
+            .iter()
+            .filter(|(_, o)| o.committed >= 0 && (last || o.committed != o.persisted))
+            .map(|(q, o)| (q.clone(), o.committed))
             .collect();
         let mut sent = 0;
         for (q, offset) in due {
-            if self.update_offset(now, group, &q, offset) {
+            if self.update_offset(now, group, &q, offset, last) {
                 sent += 1;
             }
         }
@@ -1437,6 +1566,7 @@ impl Client {
         group: &str,
         queue: &MessageQueue,
         offset: i64,
+        last: bool,
     ) -> bool {
         let Some(addr) = self.broker_of(queue) else {
             return false;
@@ -1456,7 +1586,11 @@ impl Client {
             group,
             &addr,
             request,
-            ConsumerOp::OffsetUpdate,
+            ConsumerOp::OffsetUpdate {
+                queue: queue.clone(),
+                offset,
+                last,
+            },
             timeout,
         );
         true
@@ -1629,9 +1763,31 @@ impl Client {
                 generation,
                 offset,
             } => self.on_sent_back(now, &group, queue, generation, offset, answer),
-            ConsumerOp::OffsetUpdate | ConsumerOp::Unregister => {
+            ConsumerOp::OffsetUpdate {
+                queue,
+                offset,
+                last,
+            } => {
+                let ok = matches!(&answer, Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS);
+                if ok {
+                    if let Some(o) = self
+                        .consumers
+                        .groups
+                        .get_mut(&group)
+                        .and_then(|c| c.offsets.get_mut(&queue))
+                    {
+                        o.persisted = offset;
+                    }
+                } else {
+                    debug!(%group, %queue, offset, "offset write failed; written again later");
+                }
+                if last {
+                    self.finishing_answered(&group);
+                }
+            }
+            ConsumerOp::Unregister => {
                 if let Err(e) = &answer {
-                    debug!(%group, error = %e, "offset write or unregister failed");
+                    debug!(%group, error = %e, "unregister failed");
                 }
                 self.finishing_answered(&group);
             }

@@ -56,8 +56,10 @@ pub struct ConsumerConfig {
     pub max_reconsume_times: i32,
     /// Listener calls running at once (Java's consume thread count, 20).
     pub consume_concurrency: usize,
-    /// How long a listener call may run before it is reported as overdue
-    /// (15 min). An overdue call is never delivered a second time while it runs.
+    /// How long a listener call may run before it is logged as overdue
+    /// (15 min, checked at each rebalance round). An overdue call is never
+    /// delivered a second time while it runs; its messages hold their queue's
+    /// offset until it finishes.
     pub consume_timeout: Duration,
     /// Most messages per listener call (1).
     pub consume_batch_size: usize,

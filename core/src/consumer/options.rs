@@ -181,6 +181,11 @@ pub fn run_listener(
 #[doc(hidden)]
 macro_rules! consumer_builder_methods {
     () => {
+        /// A builder from settings collected elsewhere.
+        pub fn from_options(options: $crate::consumer::ConsumerOptions) -> Self {
+            Self { options }
+        }
+
         /// Adds name servers (`host:port`, or a `;`-separated list).
         pub fn name_server(mut self, addr: &str) -> Self {
             self.options.add_name_servers(addr);

@@ -61,6 +61,8 @@ pub struct ProcessQueue {
     queue: MessageQueue,
     cached: BTreeMap<i64, Cached>,
     ready: BTreeSet<i64>,
+    /// Local retries by due time.
+    retries: BTreeSet<(Instant, i64)>,
     bytes: usize,
     /// Every offset below this was pulled (cached, done, or filtered out).
     pulled_to: Option<i64>,
@@ -75,6 +77,7 @@ impl ProcessQueue {
             queue,
             cached: BTreeMap::new(),
             ready: BTreeSet::new(),
+            retries: BTreeSet::new(),
             bytes: 0,
             pulled_to: None,
             next_pull: offset,
@@ -134,6 +137,12 @@ impl ProcessQueue {
         self.stats.last_pull = Some(now);
     }
 
+    /// A pull came back with nothing to add, up to `next_begin_offset`.
+    pub fn nothing_new(&mut self, now: Instant, next_begin_offset: i64) {
+        self.advance_pull(next_begin_offset);
+        self.stats.last_pull = Some(now);
+    }
+
     /// The pull found nothing (or nothing that matched) up to `next_begin_offset`.
     pub fn advance_pull(&mut self, next_begin_offset: i64) {
         if next_begin_offset > self.next_pull {
@@ -149,10 +158,7 @@ impl ProcessQueue {
     /// the cache is emptied and pulling goes on from `offset`, whichever way it
     /// moved. Returns what was dropped.
     pub fn reset(&mut self, offset: i64) -> (usize, usize) {
-        let dropped = (self.cached.len(), self.bytes);
-        self.cached.clear();
-        self.ready.clear();
-        self.bytes = 0;
+        let dropped = self.clear();
         self.next_pull = offset;
         self.pulled_to = Some(offset);
         dropped
@@ -177,49 +183,83 @@ impl ProcessQueue {
         out
     }
 
-    /// The listener finished with these offsets successfully: they leave the
-    /// cache. Returns the bytes freed.
-    pub fn done(&mut self, now: Instant, offsets: &[i64]) -> usize {
-        let mut freed = 0;
-        for offset in offsets {
-            if let Some(c) = self.cached.remove(offset) {
-                self.ready.remove(offset);
-                freed += c.message.body.len();
-                self.stats.consumed += 1;
-            }
-        }
-        self.bytes -= freed;
+    /// The listener of delivery `ticket` finished with these offsets
+    /// successfully: they leave the cache. Offsets no longer delivered under
+    /// that ticket are left alone. Returns the bytes freed.
+    pub fn done(&mut self, now: Instant, ticket: u64, offsets: &[i64]) -> usize {
+        let freed = self.remove(offsets, Stage::Delivered(ticket));
+        self.stats.consumed += offsets.len() as u64;
         self.stats.last_consume = Some(now);
         freed
     }
 
-    /// The listener asked for a retry of this offset: it stays cached while it
-    /// is sent back.
-    pub fn sending_back(&mut self, now: Instant, offset: i64) -> Option<&MessageExt> {
+    /// A send-back of these offsets was acknowledged: they leave the cache.
+    pub fn sent_back(&mut self, offsets: &[i64]) -> usize {
+        self.remove(offsets, Stage::SendingBack)
+    }
+
+    /// Drops messages in the given stage; for broadcasting's failed messages
+    /// too, which Java drops.
+    fn remove(&mut self, offsets: &[i64], stage: Stage) -> usize {
+        let mut freed = 0;
+        for offset in offsets {
+            if self.cached.get(offset).is_some_and(|c| c.stage == stage) {
+                if let Some(c) = self.cached.remove(offset) {
+                    freed += c.message.body.len();
+                }
+            }
+        }
+        self.bytes -= freed;
+        freed
+    }
+
+    /// The listener of delivery `ticket` asked for a retry of this offset: it
+    /// stays cached while it is sent back. `None` if it is no longer that
+    /// ticket's.
+    pub fn sending_back(&mut self, now: Instant, ticket: u64, offset: i64) -> Option<&MessageExt> {
         self.stats.failed += 1;
         self.stats.last_consume = Some(now);
-        let c = self.cached.get_mut(&offset)?;
+        let c = self
+            .cached
+            .get_mut(&offset)
+            .filter(|c| c.stage == Stage::Delivered(ticket))?;
         c.stage = Stage::SendingBack;
         Some(&c.message)
+    }
+
+    /// Broadcasting: a failed message is dropped (there is no retry topic).
+    pub fn drop_failed(&mut self, ticket: u64, offsets: &[i64]) -> usize {
+        self.remove(offsets, Stage::Delivered(ticket))
     }
 
     /// The send-back of `offset` failed: deliver it again locally at `at`, with
     /// its reconsume count raised as Java does.
     pub fn retry_locally(&mut self, offset: i64, at: Instant) {
-        if let Some(c) = self.cached.get_mut(&offset) {
+        if let Some(c) = self
+            .cached
+            .get_mut(&offset)
+            .filter(|c| c.stage == Stage::SendingBack)
+        {
             c.stage = Stage::RetryAt(at);
             c.message.reconsume_times += 1;
+            self.retries.insert((at, offset));
         }
     }
 
     /// Local retries due by `now` become ready again; whether any did.
     pub fn wake_retries(&mut self, now: Instant) -> bool {
         let mut woke = false;
-        for (offset, c) in &mut self.cached {
-            if matches!(c.stage, Stage::RetryAt(at) if at <= now) {
-                c.stage = Stage::Ready;
-                self.ready.insert(*offset);
-                woke = true;
+        while let Some(&(at, offset)) = self.retries.first() {
+            if at > now {
+                break;
+            }
+            self.retries.pop_first();
+            if let Some(c) = self.cached.get_mut(&offset) {
+                if c.stage == Stage::RetryAt(at) {
+                    c.stage = Stage::Ready;
+                    self.ready.insert(offset);
+                    woke = true;
+                }
             }
         }
         woke
@@ -227,13 +267,7 @@ impl ProcessQueue {
 
     /// The earliest local retry, if any.
     pub fn next_retry(&self) -> Option<Instant> {
-        self.cached
-            .values()
-            .filter_map(|c| match c.stage {
-                Stage::RetryAt(at) => Some(at),
-                _ => None,
-            })
-            .min()
+        self.retries.first().map(|(at, _)| *at)
     }
 
     /// The stage of a cached offset.
@@ -262,6 +296,7 @@ impl ProcessQueue {
         let dropped = (self.cached.len(), self.bytes);
         self.cached.clear();
         self.ready.clear();
+        self.retries.clear();
         self.bytes = 0;
         dropped
     }
@@ -308,21 +343,28 @@ mod tests {
         let rest = pq.take_ready(10, 2);
         assert_eq!(first.len() + rest.len(), 5);
         assert!(!pq.has_ready());
-        pq.done(now, &[12, 13, 14]);
+        pq.done(now, 2, &[12, 13, 14]);
         assert_eq!(pq.committable(), Some(10), "10 and 11 still out");
-        pq.done(now, &[10]);
+        pq.done(now, 2, &[10]);
+        assert_eq!(pq.committable(), Some(10), "10 is ticket 1's, not 2's");
+        pq.done(now, 1, &[10]);
         assert_eq!(pq.committable(), Some(11));
-        assert_eq!(pq.sending_back(now, 11).map(|m| m.queue_offset), Some(11));
+        assert_eq!(
+            pq.sending_back(now, 1, 11).map(|m| m.queue_offset),
+            Some(11)
+        );
         assert_eq!(
             pq.committable(),
             Some(11),
             "a message being sent back holds the offset"
         );
         pq.retry_locally(11, now);
+        assert_eq!(pq.next_retry(), Some(now));
         assert!(pq.wake_retries(now));
+        assert_eq!(pq.next_retry(), None);
         let again = pq.take_ready(1, 3);
         assert_eq!(again[0].reconsume_times, 1);
-        pq.done(now, &[11]);
+        pq.done(now, 3, &[11]);
         assert_eq!(
             pq.committable(),
             Some(15),
@@ -364,7 +406,7 @@ mod tests {
         ) {
             let now = origin();
             let mut pq = ProcessQueue::new(MessageQueue::new("T", "b", 0), 0);
-            let mut delivered: Vec<i64> = Vec::new();
+            let mut delivered: Vec<(u64, i64)> = Vec::new();
             let mut sending: Vec<i64> = Vec::new();
             let mut finished = std::collections::BTreeSet::new();
             let mut last = None;
@@ -379,16 +421,16 @@ mod tests {
                     }
                     Step::Deliver(n) => {
                         ticket += 1;
-                        delivered.extend(pq.take_ready(usize::from(n), ticket).iter().map(|m| m.queue_offset));
+                        delivered.extend(pq.take_ready(usize::from(n), ticket).iter().map(|m| (ticket, m.queue_offset)));
                     }
                     Step::Finish(i) if !delivered.is_empty() => {
-                        let o = delivered.remove(usize::from(i) % delivered.len());
-                        pq.done(now, &[o]);
+                        let (t, o) = delivered.remove(usize::from(i) % delivered.len());
+                        pq.done(now, t, &[o]);
                         finished.insert(o);
                     }
                     Step::SendBack(i) if !delivered.is_empty() => {
-                        let o = delivered.remove(usize::from(i) % delivered.len());
-                        pq.sending_back(now, o);
+                        let (t, o) = delivered.remove(usize::from(i) % delivered.len());
+                        pq.sending_back(now, t, o);
                         sending.push(o);
                     }
                     Step::SendBackFailed => {
@@ -402,7 +444,7 @@ mod tests {
                 let c = pq.committable();
                 prop_assert!(c >= last, "moved back from {last:?} to {c:?}");
                 if let Some(c) = c {
-                    for o in delivered.iter().chain(&sending) {
+                    for o in delivered.iter().map(|(_, o)| o).chain(&sending) {
                         prop_assert!(*o >= c, "offset {c} passed unfinished {o}");
                     }
                 }

@@ -1,0 +1,367 @@
+//! The push consumer's conformance checks, written once and run on every
+//! runtime (tokio, async-std, smol, blocking) against the real broker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rocketmq_core::consumer::{
+    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerOptions, ConsumerStats,
+};
+use rocketmq_core::protocol::message::MessageExt;
+use rocketmq_core::{ClientError, QueueSelector};
+
+use crate::conformance::{config, send_concurrently, AsyncStd, Blocking, Runtime, Smol, Tokio};
+
+/// A listener the suite can hand to any runtime.
+pub type SharedListener =
+    Arc<dyn Fn(&[MessageExt], &ConsumeContext) -> ConsumeResult + Send + Sync>;
+
+/// A started push consumer, driven synchronously by the suite.
+pub trait RunningConsumer: Send {
+    /// Its counters.
+    fn stats(&self) -> Result<ConsumerStats, ClientError>;
+    /// Graceful shutdown: drain, write offsets, unregister.
+    fn shutdown(self) -> Result<(), ClientError>;
+}
+
+/// A runtime that can run push consumers.
+pub trait ConsumerRuntime: Runtime {
+    /// Its running consumer.
+    type Consumer: RunningConsumer;
+    /// Starts a consumer; `asynchronous` picks the adapter's async listener
+    /// (where there is one) running the same function.
+    fn start_consumer(
+        options: ConsumerOptions,
+        listener: SharedListener,
+        asynchronous: bool,
+    ) -> Result<Self::Consumer, ClientError>;
+}
+
+/// A tokio consumer with the runtime it runs on.
+pub struct TokioConsumer {
+    rt: tokio::runtime::Runtime,
+    consumer: rocketmq_tokio::PushConsumer,
+}
+
+impl RunningConsumer for TokioConsumer {
+    fn stats(&self) -> Result<ConsumerStats, ClientError> {
+        self.rt.block_on(self.consumer.stats())
+    }
+    fn shutdown(self) -> Result<(), ClientError> {
+        self.rt.block_on(self.consumer.shutdown())
+    }
+}
+
+impl ConsumerRuntime for Tokio {
+    type Consumer = TokioConsumer;
+    fn start_consumer(
+        options: ConsumerOptions,
+        listener: SharedListener,
+        asynchronous: bool,
+    ) -> Result<TokioConsumer, ClientError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let builder = rocketmq_tokio::PushConsumerBuilder::from_options(options);
+        let consumer = rt.block_on(async move {
+            if asynchronous {
+                builder
+                    .start_async(move |messages: Vec<MessageExt>, context: ConsumeContext| {
+                        let listener = listener.clone();
+                        async move {
+                            tokio::task::yield_now().await;
+                            listener(&messages, &context)
+                        }
+                    })
+                    .await
+            } else {
+                builder
+                    .start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c))
+                    .await
+            }
+        })?;
+        Ok(TokioConsumer { rt, consumer })
+    }
+}
+
+/// Which executor drives an async-std-family consumer's calls.
+#[derive(Clone, Copy, Debug)]
+pub enum Flavor {
+    /// `async_std::task::block_on`.
+    AsyncStd,
+    /// `smol::block_on`.
+    Smol,
+}
+
+impl Flavor {
+    fn block_on<F: std::future::Future>(self, f: F) -> F::Output {
+        match self {
+            Self::AsyncStd => async_std::task::block_on(f),
+            Self::Smol => smol::block_on(f),
+        }
+    }
+
+    fn start(
+        self,
+        options: ConsumerOptions,
+        listener: SharedListener,
+        asynchronous: bool,
+    ) -> Result<AsyncConsumer, ClientError> {
+        let builder = rocketmq_async_std::PushConsumerBuilder::from_options(options);
+        let consumer = if asynchronous {
+            self.block_on(builder.start_async(
+                move |messages: Vec<MessageExt>, context: ConsumeContext| {
+                    let listener = listener.clone();
+                    async move {
+                        futures_lite::future::yield_now().await;
+                        listener(&messages, &context)
+                    }
+                },
+            ))
+        } else {
+            self.block_on(builder.start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c)))
+        }?;
+        Ok(AsyncConsumer {
+            consumer,
+            flavor: self,
+        })
+    }
+}
+
+/// An async-std or smol consumer, driven by that runtime's `block_on`.
+pub struct AsyncConsumer {
+    consumer: rocketmq_async_std::PushConsumer,
+    flavor: Flavor,
+}
+
+impl RunningConsumer for AsyncConsumer {
+    fn stats(&self) -> Result<ConsumerStats, ClientError> {
+        self.flavor.block_on(self.consumer.stats())
+    }
+    fn shutdown(self) -> Result<(), ClientError> {
+        self.flavor.block_on(self.consumer.shutdown())
+    }
+}
+
+impl ConsumerRuntime for AsyncStd {
+    type Consumer = AsyncConsumer;
+    fn start_consumer(
+        options: ConsumerOptions,
+        listener: SharedListener,
+        asynchronous: bool,
+    ) -> Result<AsyncConsumer, ClientError> {
+        Flavor::AsyncStd.start(options, listener, asynchronous)
+    }
+}
+
+impl ConsumerRuntime for Smol {
+    type Consumer = AsyncConsumer;
+    fn start_consumer(
+        options: ConsumerOptions,
+        listener: SharedListener,
+        asynchronous: bool,
+    ) -> Result<AsyncConsumer, ClientError> {
+        Flavor::Smol.start(options, listener, asynchronous)
+    }
+}
+
+impl RunningConsumer for rocketmq_blocking::PushConsumer {
+    fn stats(&self) -> Result<ConsumerStats, ClientError> {
+        Self::stats(self)
+    }
+    fn shutdown(self) -> Result<(), ClientError> {
+        Self::shutdown(self)
+    }
+}
+
+impl ConsumerRuntime for Blocking {
+    type Consumer = rocketmq_blocking::PushConsumer;
+    fn start_consumer(
+        options: ConsumerOptions,
+        listener: SharedListener,
+        _asynchronous: bool,
+    ) -> Result<rocketmq_blocking::PushConsumer, ClientError> {
+        rocketmq_blocking::PushConsumerBuilder::from_options(options)
+            .start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c))
+    }
+}
+
+/// Settings for a test consumer of `group` on `topic` reading from the start.
+pub fn options(namesrv: &str, group: &str, topic: &str) -> ConsumerOptions {
+    let mut o = ConsumerOptions::new(group);
+    o.add_name_servers(namesrv);
+    o.subscriptions.push((topic.to_owned(), "*".into()));
+    o.set_consume_from(ConsumeFrom::FirstOffset);
+    o
+}
+
+/// Polls `done` every 20 ms until it holds or `limit` passes; whether it held.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Deliveries per message (by its `index` property, which
+/// [`test_message`](crate::conformance::test_message) sets), shared between a
+/// listener and the test.
+pub type Seen = Arc<Mutex<HashMap<String, u32>>>;
+
+/// A listener that counts each message it is given and succeeds.
+pub fn counting(seen: &Seen) -> SharedListener {
+    let seen = seen.clone();
+    Arc::new(move |messages: &[MessageExt], _: &ConsumeContext| {
+        let mut seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for m in messages {
+            let index = m.property("index").unwrap_or("none").to_owned();
+            *seen.entry(index).or_default() += 1;
+        }
+        ConsumeResult::Success
+    })
+}
+
+/// What `consume_everything` saw.
+#[derive(Debug)]
+pub struct ConsumeRun {
+    /// Messages sent.
+    pub sent: usize,
+    /// Distinct messages consumed.
+    pub consumed: usize,
+    /// Deliveries beyond the first.
+    pub duplicates: u32,
+    /// From start to the last message.
+    pub elapsed: Duration,
+}
+
+/// One consumer drains `count` messages: every one is consumed exactly once, and
+/// each queue's committed offset reaches the queue's end; a second consumer of
+/// the same group started after a graceful shutdown is given nothing again.
+pub fn consume_everything<R: ConsumerRuntime + Sync>(
+    namesrv: &str,
+    topic: &str,
+    count: usize,
+    asynchronous: bool,
+) -> ConsumeRun {
+    let producer = R::start(config(namesrv));
+    let results = send_concurrently(&producer, "consume-producer", topic, count, 8, |_| {
+        QueueSelector::RoundRobin
+    });
+    let mut ends: BTreeMap<String, i64> = BTreeMap::new();
+    for (i, (_, r)) in results.into_iter().enumerate() {
+        let r = r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+        let end = ends.entry(r.queue.to_string()).or_default();
+        *end = (*end).max(r.queue_offset + 1);
+    }
+    let seen: Seen = Arc::default();
+    let group = format!(
+        "consume-all-{}-{}",
+        R::NAME,
+        if asynchronous { "async" } else { "sync" }
+    );
+    let started = Instant::now();
+    let consumer = R::start_consumer(
+        options(namesrv, &group, topic),
+        counting(&seen),
+        asynchronous,
+    )
+    .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+    let all = wait_until(Duration::from_secs(120), || {
+        seen.lock().map(|s| s.len() >= count).unwrap_or(false)
+    });
+    let elapsed = started.elapsed();
+    let (consumed, duplicates) = {
+        let s = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (s.len(), s.values().map(|n| n - 1).sum::<u32>())
+    };
+    assert!(
+        all,
+        "{}: consumed {consumed} of {count} in {elapsed:?}; {:#?}",
+        R::NAME,
+        consumer.stats()
+    );
+    {
+        let s = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for i in 0..count {
+            assert!(
+                s.contains_key(&i.to_string()),
+                "{}: message {i} was never consumed",
+                R::NAME
+            );
+        }
+    }
+    // Committed offsets reach each queue's end (the last success may take a
+    // moment to be reflected).
+    let reached = wait_until(Duration::from_secs(10), || {
+        consumer.stats().is_ok_and(|s| {
+            ends.iter().all(|(q, end)| {
+                s.queues
+                    .iter()
+                    .any(|(mq, qs)| mq.to_string() == *q && qs.committable_offset == Some(*end))
+            })
+        })
+    });
+    let stats = consumer.stats().expect("stats");
+    assert!(
+        reached,
+        "{}: committed offsets short of the ends {ends:?}: {stats:?}",
+        R::NAME
+    );
+    assert_eq!(stats.cached_count, 0, "{}: nothing left cached", R::NAME);
+    consumer
+        .shutdown()
+        .unwrap_or_else(|e| panic!("{}: shutdown failed: {e}", R::NAME));
+
+    // The same group again: the broker has the offsets, so nothing comes back.
+    let again: Seen = Arc::default();
+    let consumer = R::start_consumer(
+        options(namesrv, &group, topic),
+        counting(&again),
+        asynchronous,
+    )
+    .unwrap_or_else(|e| panic!("{}: restart failed: {e}", R::NAME));
+    // Each queue starts at its end: the committed offsets reached the broker.
+    let resumed = wait_until(Duration::from_secs(30), || {
+        consumer.stats().is_ok_and(|s| {
+            ends.iter().all(|(q, end)| {
+                s.queues
+                    .iter()
+                    .any(|(mq, qs)| mq.to_string() == *q && qs.next_pull_offset == *end)
+            })
+        })
+    });
+    assert!(
+        resumed,
+        "{}: the restarted consumer resumes every queue at its end {ends:?}: {:?}",
+        R::NAME,
+        consumer.stats()
+    );
+    let redelivered = again.lock().map(|s| s.len()).unwrap_or(0);
+    consumer.shutdown().expect("shutdown");
+    producer.shutdown();
+    assert_eq!(
+        redelivered,
+        0,
+        "{}: nothing delivered twice across a restart",
+        R::NAME
+    );
+    ConsumeRun {
+        sent: count,
+        consumed,
+        duplicates,
+        elapsed,
+    }
+}
