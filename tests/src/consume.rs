@@ -365,3 +365,112 @@ pub fn consume_everything<R: ConsumerRuntime + Sync>(
         elapsed,
     }
 }
+
+/// Failed messages come back from the retry topic: a message whose listener
+/// fails once is delivered again with reconsume times 1 (under its own topic)
+/// and then consumed; one that always fails lands in `%DLQ%<group>` after
+/// max reconsume times (1 here), and is not delivered again.
+pub fn retry_and_dead_letter<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) {
+    const COUNT: usize = 10;
+    let producer = R::start(config(namesrv));
+    for (i, (_, r)) in send_concurrently(&producer, "retry-producer", topic, COUNT, 2, |_| {
+        QueueSelector::RoundRobin
+    })
+    .into_iter()
+    .enumerate()
+    {
+        r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+    }
+    // (index, reconsume times, topic) of every delivery.
+    let deliveries: Arc<Mutex<Vec<(usize, i32, String)>>> = Arc::default();
+    let log = deliveries.clone();
+    let listener: SharedListener = Arc::new(move |messages: &[MessageExt], _: &ConsumeContext| {
+        let mut result = ConsumeResult::Success;
+        for m in messages {
+            let index: usize = m
+                .property("index")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(usize::MAX);
+            log.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((index, m.reconsume_times, m.topic.to_string()));
+            // Odd ones always fail; even ones fail on their first delivery.
+            if index % 2 == 1 || m.reconsume_times == 0 {
+                result = ConsumeResult::ReconsumeLater { delay_level: 1 };
+            }
+        }
+        result
+    });
+    let group = format!("retry-{}", R::NAME);
+    let mut o = options(namesrv, &group, topic);
+    o.consumer.max_reconsume_times = 1;
+    let consumer = R::start_consumer(o, listener, false)
+        .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+    // Every message delivered twice: first try, then the retry.
+    let twice = wait_until(Duration::from_secs(60), || {
+        let d = deliveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (0..COUNT).all(|i| d.iter().filter(|(x, ..)| *x == i).count() >= 2)
+    });
+    let d = deliveries
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert!(twice, "{}: every message came back once: {d:?}", R::NAME);
+    for i in 0..COUNT {
+        let mine: Vec<&(usize, i32, String)> = d.iter().filter(|(x, ..)| *x == i).collect();
+        assert_eq!(mine[0].1, 0, "{}: first delivery of {i}", R::NAME);
+        assert_eq!(
+            mine[1].1,
+            1,
+            "{}: the retry of {i} counts one reconsume",
+            R::NAME
+        );
+        assert_eq!(
+            mine[1].2,
+            topic,
+            "{}: a retried message shows its own topic",
+            R::NAME
+        );
+    }
+    // The odd ones went to the DLQ after their second failure.
+    let dlq = format!("{}{group}", rocketmq_core::client::DLQ_PREFIX);
+    let mut in_dlq: Vec<usize> = Vec::new();
+    let found = wait_until(Duration::from_secs(60), || {
+        let Ok(route) = producer.query_route(&dlq) else {
+            return false;
+        };
+        in_dlq = route
+            .subscribe_queues(&dlq)
+            .iter()
+            .flat_map(|q| crate::conformance::pull_all(&producer, "dlq-reader", q, None))
+            .filter_map(|m| m.property("index").and_then(|i| i.parse().ok()))
+            .collect();
+        in_dlq.len() >= COUNT / 2
+    });
+    in_dlq.sort_unstable();
+    assert!(
+        found,
+        "{}: the DLQ has the always-failing messages: {in_dlq:?}",
+        R::NAME
+    );
+    assert_eq!(in_dlq, [1, 3, 5, 7, 9], "{}: exactly the odd ones", R::NAME);
+    let stats = consumer.stats().expect("stats");
+    assert_eq!(
+        stats.sent_back,
+        15,
+        "{}: 5 evens once, 5 odds twice",
+        R::NAME
+    );
+    assert_eq!(stats.consumed, 5, "{}: {stats:?}", R::NAME);
+    let total = deliveries.lock().map(|d| d.len()).unwrap_or(0);
+    assert_eq!(
+        total,
+        2 * COUNT,
+        "{}: nothing delivered a third time",
+        R::NAME
+    );
+    consumer.shutdown().expect("shutdown");
+    producer.shutdown();
+}

@@ -65,3 +65,30 @@ fn drain_smol_async_listener() {
 fn drain_blocking() {
     drain::<Blocking>(false);
 }
+
+fn retry<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("Retry-{}", R::NAME);
+    cluster.create_topic(&topic, 2).expect("topic");
+    consume::retry_and_dead_letter::<R>(&cluster.namesrv_addr(), &topic);
+}
+
+#[test]
+fn retry_and_dead_letter_tokio() {
+    retry::<Tokio>();
+}
+
+#[test]
+fn retry_and_dead_letter_async_std() {
+    retry::<AsyncStd>();
+}
+
+#[test]
+fn retry_and_dead_letter_smol() {
+    retry::<Smol>();
+}
+
+#[test]
+fn retry_and_dead_letter_blocking() {
+    retry::<Blocking>();
+}
