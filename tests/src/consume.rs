@@ -474,3 +474,110 @@ pub fn retry_and_dead_letter<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &s
     consumer.shutdown().expect("shutdown");
     producer.shutdown();
 }
+
+/// What `group_changes` saw.
+#[derive(Debug)]
+pub struct GroupRun {
+    /// Messages sent.
+    pub sent: usize,
+    /// Deliveries beyond the first (from queues that changed hands).
+    pub duplicates: u32,
+    /// From the first start to the last message.
+    pub elapsed: Duration,
+}
+
+/// Three consumers of one group (each its own client id): two start, a third
+/// joins a third of the way through, the first leaves gracefully two thirds of
+/// the way through. Every message is consumed; duplicates come only from
+/// queues that changed hands, and are counted.
+pub fn group_changes<R: ConsumerRuntime + Sync>(
+    namesrv: &str,
+    topic: &str,
+    count: usize,
+) -> GroupRun {
+    let producer = R::start(config(namesrv));
+    for (i, (_, r)) in send_concurrently(&producer, "group-producer", topic, count, 8, |_| {
+        QueueSelector::RoundRobin
+    })
+    .into_iter()
+    .enumerate()
+    {
+        r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+    }
+    let seen: Seen = Arc::default();
+    let counter = counting(&seen);
+    // A listener slow enough that the group changes while messages remain.
+    let slow: SharedListener = Arc::new(move |m: &[MessageExt], c: &ConsumeContext| {
+        std::thread::sleep(Duration::from_millis(2));
+        counter(m, c)
+    });
+    let group = format!("group-changes-{}", R::NAME);
+    let start = |name: &str| {
+        let mut o = options(namesrv, &group, topic);
+        o.client.instance_name = format!("{}-{name}", R::NAME);
+        o.consumer.consume_concurrency = 2;
+        R::start_consumer(o, slow.clone(), false)
+            .unwrap_or_else(|e| panic!("{}: start {name} failed: {e}", R::NAME))
+    };
+    let distinct = || seen.lock().map(|s| s.len()).unwrap_or(0);
+    let started = Instant::now();
+    let a = start("a");
+    let b = start("b");
+    assert!(
+        wait_until(Duration::from_secs(60), || distinct() >= count / 3),
+        "{}: a third consumed by two consumers",
+        R::NAME
+    );
+    let c = start("c");
+    assert!(
+        wait_until(Duration::from_secs(60), || distinct() >= 2 * count / 3),
+        "{}: two thirds consumed by three consumers",
+        R::NAME
+    );
+    a.shutdown()
+        .unwrap_or_else(|e| panic!("{}: a's shutdown failed: {e}", R::NAME));
+    let all = wait_until(Duration::from_secs(120), || distinct() >= count);
+    let elapsed = started.elapsed();
+    let (missing, duplicates) = {
+        let s = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let missing: Vec<usize> = (0..count)
+            .filter(|i| !s.contains_key(&i.to_string()))
+            .collect();
+        (missing, s.values().map(|n| n - 1).sum::<u32>())
+    };
+    assert!(
+        all && missing.is_empty(),
+        "{}: {} messages never consumed (first {:?}); b {:?}; c {:?}",
+        R::NAME,
+        missing.len(),
+        missing.iter().take(10).collect::<Vec<_>>(),
+        b.stats(),
+        c.stats()
+    );
+    // Both remaining consumers hold queues of the topic after the changes.
+    let split = wait_until(Duration::from_secs(60), || {
+        let held = |x: &R::Consumer| {
+            x.stats()
+                .map(|s| s.queues.iter().filter(|(q, _)| q.topic == topic).count())
+                .unwrap_or(0)
+        };
+        held(&b) + held(&c) == 8 && held(&b) > 0 && held(&c) > 0
+    });
+    assert!(
+        split,
+        "{}: b and c share the 8 queues: {:?} {:?}",
+        R::NAME,
+        b.stats(),
+        c.stats()
+    );
+    b.shutdown().expect("shutdown b");
+    c.shutdown().expect("shutdown c");
+    producer.shutdown();
+    GroupRun {
+        sent: count,
+        duplicates,
+        elapsed,
+    }
+}

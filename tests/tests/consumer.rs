@@ -92,3 +92,37 @@ fn retry_and_dead_letter_smol() {
 fn retry_and_dead_letter_blocking() {
     retry::<Blocking>();
 }
+
+fn group<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("Group-{}", R::NAME);
+    cluster.create_topic(&topic, 8).expect("topic");
+    let run = consume::group_changes::<R>(&cluster.namesrv_addr(), &topic, 8000);
+    eprintln!(
+        "[{}] 3 consumers, one joining and one leaving mid-stream: {} messages, none lost, {} duplicates from moved queues, in {:?}",
+        R::NAME,
+        run.sent,
+        run.duplicates,
+        run.elapsed
+    );
+}
+
+#[test]
+fn group_changes_tokio() {
+    group::<Tokio>();
+}
+
+#[test]
+fn group_changes_async_std() {
+    group::<AsyncStd>();
+}
+
+#[test]
+fn group_changes_smol() {
+    group::<Smol>();
+}
+
+#[test]
+fn group_changes_blocking() {
+    group::<Blocking>();
+}

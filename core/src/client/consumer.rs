@@ -48,7 +48,9 @@ pub const PULL_RETRY_DELAY: Duration = Duration::from_secs(3);
 /// Rebalance period (Java 20 s).
 pub const REBALANCE_INTERVAL: Duration = Duration::from_secs(20);
 /// A rebalance that did not find this client in the group yet (its heartbeat
-/// is still on the way) is tried again this soon, not after a full period.
+/// is still on the way) is tried again this soon, not after a full period; and
+/// a new route's first rebalance waits at most this long for the broker's
+/// notice that the group changed.
 pub const REBALANCE_RETRY: Duration = Duration::from_secs(1);
 /// A message whose send-back failed is delivered again locally after this
 /// (Java 5 s).
@@ -140,8 +142,11 @@ struct Consumer {
 struct Shutdown {
     call: CallId,
     deadline: Instant,
-    /// Offset updates and unregisters still out, once draining is over.
+    /// Final offset writes (then unregisters) still out, once draining is over.
     finishing: Option<usize>,
+    /// The unregisters went out (after the final offset writes were answered,
+    /// so that members taking over this consumer's queues find its offsets).
+    unregistering: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -411,16 +416,20 @@ impl Client {
             self.heartbeat_at = Some(now + self.config.heartbeat_interval);
             self.send_heartbeats(now);
         }
-        let groups: Vec<String> = self
-            .consumers
-            .groups
-            .iter()
-            .filter(|(_, c)| c.shutdown.is_none() && c.topics().iter().any(|t| t == topic))
-            .filter(|(_, c)| !c.queues.keys().any(|q| q.topic == topic))
-            .map(|(g, _)| g.clone())
-            .collect();
-        for group in groups {
-            self.rebalance_topic(now, &group, topic);
+        // The rebalance waits for the broker's NOTIFY_CONSUMER_IDS_CHANGED that
+        // this heartbeat causes (the broker sends it to every member, this one
+        // included), falling back to a short timer. The members that lose
+        // queues write their offsets on that same notice, so by the time this
+        // member looks up the offsets of the queues it takes, they are current:
+        // far fewer messages are delivered twice at a handover than if it
+        // rebalanced at once.
+        for c in self.consumers.groups.values_mut() {
+            if c.shutdown.is_none()
+                && c.topics().iter().any(|t| t == topic)
+                && !c.queues.keys().any(|q| q.topic == topic)
+            {
+                c.rebalance_at = c.rebalance_at.min(now + REBALANCE_RETRY);
+            }
         }
     }
 
@@ -1616,6 +1625,7 @@ impl Client {
             call,
             deadline: now + c.config.shutdown_timeout,
             finishing: None,
+            unregistering: false,
         });
         for slot in c.queues.values_mut() {
             if slot.pull != PullState::InFlight {
@@ -1666,26 +1676,7 @@ impl Client {
                 for q in &queues {
                     self.update_committed(group, q);
                 }
-                let mut out = self.persist_offsets(now, group, true);
-                let header = UnregisterClientRequestHeader {
-                    client_id: self.client_id.clone(),
-                    producer_group: None,
-                    consumer_group: Some(group.to_owned()),
-                };
-                for addr in self.heartbeated.clone() {
-                    let request = RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0)
-                        .with_header(&header);
-                    let timeout = self.config.request_timeout;
-                    self.consumer_request(
-                        now,
-                        group,
-                        &addr,
-                        request,
-                        ConsumerOp::Unregister,
-                        timeout,
-                    );
-                    out += 1;
-                }
+                let out = self.persist_offsets(now, group, true);
                 if let Some(s) = self
                     .consumers
                     .groups
@@ -1695,7 +1686,7 @@ impl Client {
                     s.finishing = Some(out);
                 }
                 if out == 0 {
-                    self.remove_consumer(group);
+                    self.unregister_consumer(now, group);
                 }
             }
             Some(_) => {
@@ -1717,8 +1708,42 @@ impl Client {
         if let Some(n) = &mut s.finishing {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.remove_consumer(group);
+                if s.unregistering {
+                    self.remove_consumer(group);
+                } else {
+                    self.unregister_consumer(self.last_now, group);
+                }
             }
+        }
+    }
+
+    /// The last step of a shutdown: every broker forgets the group's member.
+    fn unregister_consumer(&mut self, now: Instant, group: &str) {
+        let header = UnregisterClientRequestHeader {
+            client_id: self.client_id.clone(),
+            producer_group: None,
+            consumer_group: Some(group.to_owned()),
+        };
+        let mut out = 0;
+        for addr in self.heartbeated.clone() {
+            let request =
+                RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0).with_header(&header);
+            let timeout = self.config.request_timeout;
+            self.consumer_request(now, group, &addr, request, ConsumerOp::Unregister, timeout);
+            out += 1;
+        }
+        if let Some(s) = self
+            .consumers
+            .groups
+            .get_mut(group)
+            .and_then(|c| c.shutdown.as_mut())
+        {
+            s.unregistering = true;
+            s.finishing = Some(out);
+            s.deadline = now + self.config.request_timeout;
+        }
+        if out == 0 {
+            self.remove_consumer(group);
         }
     }
 
@@ -1803,6 +1828,10 @@ impl Client {
             if c.shutdown.is_none() {
                 debug!(group = %h.consumer_group, "consumer ids changed; rebalancing");
                 c.rebalance_at = now;
+                // Write offsets at once: a member that just joined looks up the
+                // offsets of the queues it takes a round trip or two from now,
+                // and finds these rather than ones up to a persist interval old.
+                self.persist_offsets(now, &h.consumer_group, false);
             }
         }
     }
