@@ -501,6 +501,7 @@ pub fn interop_classes(cluster: &crate::harness::Cluster) -> &'static std::path:
             .arg(sources.join("CompressedProducer.java"))
             .arg(sources.join("PushConsumer.java"))
             .arg(sources.join("BenchProducer.java"))
+            .arg(sources.join("BenchConsumer.java"))
             .output()
             .unwrap_or_else(|e| panic!("cannot run {} (install a JDK 17+): {e}", javac.display()));
         assert!(

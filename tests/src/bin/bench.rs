@@ -5,6 +5,12 @@
 //! Run: `cargo run --release -p rocketmq-tests --bin bench -- [threads] [size] [seconds]`
 //! (defaults: 8 senders, 1024-byte bodies, 20 s measured after 5 s of warm-up).
 //! Prints a table and one JSON line.
+//!
+//! `bench consume [count] [size]` is the consumer benchmark instead: a backlog of
+//! `count` messages (default 1,000,000 of 128 B) on an 8-queue topic, drained by
+//! a new group of our push consumer on each runtime and of the Java push
+//! consumer, each in a process of its own with a no-op listener; it reports
+//! msgs/s, client CPU seconds and peak RSS of each.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -168,6 +174,13 @@ fn java(cluster: &Cluster, topic: &str, threads: usize, size: usize, seconds: u6
 }
 
 fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode == "consume-child" {
+        return consume_child();
+    }
+    if mode == "consume" {
+        return consume_bench();
+    }
     let arg = |i: usize, default: u64| {
         std::env::args()
             .nth(i)
@@ -205,4 +218,290 @@ fn main() {
         java.rate(),
         java.cpu_seconds
     );
+}
+
+/// This process's peak resident set, KiB (`VmHWM`).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One drain, as a child process reports it.
+struct Drain {
+    consumed: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+    peak_rss_kib: u64,
+}
+
+impl Drain {
+    fn from_line(output: &str, who: &str) -> Self {
+        let line = output
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("{\"consumed\""))
+            .unwrap_or_else(|| panic!("{who} printed no result line:\n{output}"));
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert!(
+            v["all"].as_bool().unwrap_or(false),
+            "{who} did not drain the backlog: {line}"
+        );
+        Self {
+            consumed: v["consumed"].as_u64().unwrap_or(0),
+            seconds: v["seconds"].as_f64().unwrap_or(1.0),
+            cpu_seconds: v["cpuSeconds"].as_f64().unwrap_or(0.0),
+            peak_rss_kib: v["peakRssKib"].as_u64().unwrap_or(0),
+        }
+    }
+    fn rate(&self) -> f64 {
+        self.consumed as f64 / self.seconds
+    }
+    fn cpu_us_per_msg(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.consumed as f64
+    }
+}
+
+/// `bench consume-child <runtime> <namesrv> <topic> <group> <count>`: drains
+/// with our consumer on one runtime and prints one JSON line.
+fn consume_child() {
+    use rocketmq_core::consumer::{ConsumeContext, ConsumeFrom, ConsumeResult};
+    use rocketmq_core::protocol::message::MessageExt;
+    use std::sync::atomic::AtomicU64;
+    let args: Vec<String> = std::env::args().collect();
+    let (runtime, namesrv, topic, group) = (&args[2], &args[3], &args[4], &args[5]);
+    let count: u64 = args[6].parse().expect("count");
+    let consumed = Arc::new(AtomicU64::new(0));
+    let done_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let note = {
+        let (consumed, done_at) = (consumed.clone(), done_at.clone());
+        move |n: usize| {
+            if consumed.fetch_add(n as u64, Ordering::Relaxed) + n as u64 >= count {
+                let mut d = done_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                d.get_or_insert_with(Instant::now);
+            }
+        }
+    };
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let wait = || {
+        let started = Instant::now();
+        while done_at.lock().map(|d| d.is_none()).unwrap_or(true)
+            && started.elapsed() < Duration::from_secs(600)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    macro_rules! options {
+        ($builder:expr) => {
+            $builder
+                .name_server(namesrv)
+                .subscribe(topic, "*")
+                .consume_from(ConsumeFrom::FirstOffset)
+        };
+    }
+    match runtime.as_str() {
+        "tokio" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let note = note.clone();
+                let c = options!(rocketmq_tokio::PushConsumer::builder(group.as_str()))
+                    .start_async(move |m: Vec<MessageExt>, _: ConsumeContext| {
+                        note(m.len());
+                        async { ConsumeResult::Success }
+                    })
+                    .await
+                    .expect("start");
+                while done_at.lock().map(|d| d.is_none()).unwrap_or(true)
+                    && t0.elapsed() < Duration::from_secs(600)
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let _ = c.shutdown().await;
+            });
+        }
+        "async-std" | "smol" => {
+            let note = note.clone();
+            let start = options!(rocketmq_async_std::PushConsumer::builder(group.as_str()))
+                .start_async(move |m: Vec<MessageExt>, _: ConsumeContext| {
+                    note(m.len());
+                    async { ConsumeResult::Success }
+                });
+            let c = if runtime == "smol" {
+                smol::block_on(start)
+            } else {
+                async_std::task::block_on(start)
+            }
+            .expect("start");
+            wait();
+            let _ = smol::block_on(c.shutdown());
+        }
+        _ => {
+            let c = options!(rocketmq_blocking::PushConsumer::builder(group.as_str()))
+                .start(move |m: &[MessageExt], _: &ConsumeContext| {
+                    note(m.len());
+                    ConsumeResult::Success
+                })
+                .expect("start");
+            wait();
+            let _ = c.shutdown();
+        }
+    }
+    let cpu = cpu_seconds() - cpu0;
+    let end = done_at
+        .lock()
+        .ok()
+        .and_then(|d| *d)
+        .unwrap_or_else(Instant::now);
+    let all = consumed.load(Ordering::Relaxed) >= count;
+    println!(
+        "{{\"consumed\":{},\"all\":{all},\"seconds\":{:.3},\"cpuSeconds\":{cpu:.3},\"peakRssKib\":{}}}",
+        consumed.load(Ordering::Relaxed),
+        end.duration_since(t0).as_secs_f64(),
+        peak_rss_kib()
+    );
+}
+
+/// Fills `topic` with `count` messages of `size` bytes, in batches from 8 tasks.
+fn fill(namesrv: &str, topic: &str, count: usize, size: usize) {
+    let rt = runtime();
+    rt.block_on(async {
+        let client = rocketmq_tokio::Client::start(rocketmq_tokio::ClientConfig {
+            name_servers: vec![namesrv.to_owned()],
+            compress_over: None,
+            ..rocketmq_tokio::ClientConfig::default()
+        });
+        let body = bytes::Bytes::from(vec![b'c'; size]);
+        let batches = count.div_ceil(256);
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let (client, body, topic) = (client.clone(), body.clone(), topic.to_owned());
+            tasks.push(tokio::spawn(async move {
+                for b in (t..batches).step_by(8) {
+                    let n = 256.min(count - b * 256);
+                    let batch: Vec<Message> = (0..n)
+                        .map(|_| Message::new(topic.as_str(), body.clone()))
+                        .collect();
+                    client
+                        .send_batch("bench-fill", batch)
+                        .await
+                        .expect("batch send");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("fill task");
+        }
+        client.shutdown().await;
+    });
+}
+
+fn consume_bench() {
+    let arg = |i: usize, default: u64| {
+        std::env::args()
+            .nth(i)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
+    };
+    let (count, size) = (arg(2, 1_000_000) as usize, arg(3, 128) as usize);
+    println!("starting RocketMQ (NameServer + 1 broker) ...");
+    let cluster = Cluster::start(ClusterConfig::with_brokers(1)).expect("cluster");
+    let topic = "BenchDrain";
+    cluster.create_topic(topic, 8).expect("topic");
+    let filled = Instant::now();
+    fill(&cluster.namesrv_addr(), topic, count, size);
+    println!(
+        "backlog: {count} messages of {size} B on 8 queues, written in {:.1} s",
+        filled.elapsed().as_secs_f64()
+    );
+    let timeout = 600;
+    let mut runs: Vec<(String, Drain)> = Vec::new();
+    let me = std::env::current_exe().expect("own path");
+    for runtime in ["tokio", "async-std", "smol", "blocking"] {
+        let out = std::process::Command::new(&me)
+            .args([
+                "consume-child",
+                runtime,
+                &cluster.namesrv_addr(),
+                topic,
+                &format!("bench-drain-{runtime}"),
+                &count.to_string(),
+            ])
+            .output()
+            .expect("run the consumer child");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        runs.push((
+            format!("rocketmq-{runtime}"),
+            Drain::from_line(&text, runtime),
+        ));
+    }
+    let dist = cluster.distribution();
+    let classes = interop_classes(&cluster);
+    let work = cluster.run_dir().join("bench-java-consumer");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let mut jvm = dist
+        .jvm("BenchConsumer", work.join("bench.out"))
+        .classpath(format!("{}:{}", classes.display(), dist.classpath()))
+        .jvm_arg(format!("-Duser.home={}", work.display()))
+        .jvm_arg("-Xms512m")
+        .jvm_arg("-Xmx512m")
+        .args([
+            cluster.namesrv_addr(),
+            topic.to_owned(),
+            "bench-drain-java".to_owned(),
+            count.to_string(),
+            timeout.to_string(),
+        ])
+        .spawn()
+        .expect("start the Java consumer");
+    let status = jvm
+        .wait_timeout(Duration::from_secs(timeout + 120))
+        .expect("wait");
+    let output = jvm.output();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the Java consumer failed:\n{output}"
+    );
+    let java = Drain::from_line(&output, "Java");
+    println!(
+        "{:<22} {:>12} {:>8} {:>12} {:>12} {:>10} {:>10} {:>8}",
+        "client", "msgs/s", "CPU s", "CPU us/msg", "peak RSS MiB", "x msgs/s", "x CPU/msg", "x RSS"
+    );
+    let row = |name: &str, d: &Drain| {
+        println!(
+            "{name:<22} {:>12.0} {:>8.2} {:>12.2} {:>12.1} {:>10.2} {:>10.2} {:>8.3}",
+            d.rate(),
+            d.cpu_seconds,
+            d.cpu_us_per_msg(),
+            d.peak_rss_kib as f64 / 1024.0,
+            d.rate() / java.rate(),
+            d.cpu_us_per_msg() / java.cpu_us_per_msg(),
+            d.peak_rss_kib as f64 / java.peak_rss_kib.max(1) as f64
+        );
+    };
+    for (name, d) in &runs {
+        row(name, d);
+    }
+    row("Java push consumer", &java);
+    let json: Vec<String> = runs
+        .iter()
+        .chain(std::iter::once(&("java".to_owned(), java)))
+        .map(|(n, d)| {
+            format!(
+                "\"{n}\":{{\"msgs_per_s\":{:.0},\"cpu_s\":{:.2},\"peak_rss_kib\":{}}}",
+                d.rate(),
+                d.cpu_seconds,
+                d.peak_rss_kib
+            )
+        })
+        .collect();
+    println!("{{\"count\":{count},\"size\":{size},{}}}", json.join(","));
 }
