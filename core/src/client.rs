@@ -1660,3 +1660,6 @@ use consumer::{ConsumerOp, Consumers};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod consumer_tests;

@@ -9,16 +9,16 @@ use crate::protocol::header::UnregisterClientRequestHeader;
 use crate::protocol::message;
 use crate::protocol::message::{encode_stored, MessageVersion, Properties};
 
-const NS: &str = "127.0.0.1:9876";
-const BROKER: &str = "127.0.0.1:10911";
+pub(super) const NS: &str = "127.0.0.1:9876";
+pub(super) const BROKER: &str = "127.0.0.1:10911";
 
-struct Harness {
-    client: Client,
-    now: Instant,
+pub(super) struct Harness {
+    pub(super) client: Client,
+    pub(super) now: Instant,
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         // Any origin will do: the client only sees instants passed in, and the test
         // advances this one by hand.
         #[allow(clippy::disallowed_methods)]
@@ -29,22 +29,22 @@ impl Harness {
         }
     }
 
-    fn outputs(&mut self) -> Vec<Output> {
+    pub(super) fn outputs(&mut self) -> Vec<Output> {
         std::iter::from_fn(|| self.client.poll_output(self.now)).collect()
     }
 
-    fn input(&mut self, input: Input) -> Vec<Output> {
+    pub(super) fn input(&mut self, input: Input) -> Vec<Output> {
         self.client.handle_input(self.now, input);
         self.outputs()
     }
 
-    fn advance(&mut self, by: Duration) -> Vec<Output> {
+    pub(super) fn advance(&mut self, by: Duration) -> Vec<Output> {
         self.now += by;
         self.input(Input::Timeout)
     }
 
     /// Answers a request frame with a response command, fed byte by byte.
-    fn respond(&mut self, conn: ConnId, response: RemotingCommand) -> Vec<Output> {
+    pub(super) fn respond(&mut self, conn: ConnId, response: RemotingCommand) -> Vec<Output> {
         let frame = response.to_frame(SerializeType::RocketMq).unwrap();
         let mut out = Vec::new();
         for b in frame.iter() {
@@ -54,7 +54,7 @@ impl Harness {
     }
 }
 
-fn request_of(output: &Output) -> (ConnId, RemotingCommand) {
+pub(super) fn request_of(output: &Output) -> (ConnId, RemotingCommand) {
     match output {
         Output::Transmit { conn, data } => (
             *conn,
@@ -65,14 +65,14 @@ fn request_of(output: &Output) -> (ConnId, RemotingCommand) {
     }
 }
 
-fn connect_of(output: &Output) -> (ConnId, String) {
+pub(super) fn connect_of(output: &Output) -> (ConnId, String) {
     match output {
         Output::Connect { conn, addr } => (*conn, addr.clone()),
         other => panic!("expected a connect, got {other:?}"),
     }
 }
 
-fn route() -> TopicRouteData {
+pub(super) fn route() -> TopicRouteData {
     TopicRouteData {
         broker_datas: vec![BrokerData {
             broker_addrs: [(0, BROKER.to_owned())].into_iter().collect(),
@@ -91,7 +91,7 @@ fn route() -> TopicRouteData {
     }
 }
 
-fn ok(opaque: i32) -> RemotingCommand {
+pub(super) fn ok(opaque: i32) -> RemotingCommand {
     RemotingCommand::response(ResponseCode::SUCCESS, opaque, None)
 }
 

@@ -1,0 +1,274 @@
+//! The push consumer driven by scripted broker frames and a virtual clock.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::tests::{connect_of, ok, request_of, route, Harness, BROKER};
+use super::*;
+use crate::consumer::{ConsumeFrom, ConsumeResult, ConsumerConfig, Selector};
+use crate::protocol::body::{ConsumerIdList, HeartbeatData};
+use crate::protocol::header::{
+    ConsumerSendMsgBackRequestHeader, NotifyConsumerIdsChangedRequestHeader,
+    PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
+    UpdateConsumerOffsetRequestHeader,
+};
+use crate::protocol::message::{encode_stored, MessageExt, MessageVersion, Properties};
+
+fn stored(queue_id: i32, offset: i64, tag: &str) -> MessageExt {
+    MessageExt {
+        topic: "T".into(),
+        body: Bytes::from(format!("m{offset}")),
+        properties: Properties::parse(format!("TAGS\u{1}{tag}\u{2}").into()),
+        queue_id,
+        queue_offset: offset,
+        commit_log_offset: 1000 + offset,
+        born_host: "127.0.0.1:1".parse().unwrap(),
+        store_host: BROKER.parse().unwrap(),
+        version: MessageVersion::V1,
+        ..MessageExt::default()
+    }
+}
+
+fn transmits(out: &[Output]) -> Vec<(ConnId, RemotingCommand)> {
+    out.iter()
+        .filter(|o| matches!(o, Output::Transmit { .. }))
+        .map(request_of)
+        .collect()
+}
+
+fn deliveries(out: &[Output]) -> Vec<&crate::consumer::Delivery> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Deliver(d) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_consumer_rebalances_pulls_delivers_retries_and_commits() {
+    let mut h = Harness::new();
+    let mut config = ConsumerConfig::new("G");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let start = h.client.call(
+        h.now,
+        Call::StartConsumer {
+            config: Box::new(config),
+            subscriptions: vec![("T".into(), Selector::tag("a || b"))],
+        },
+        None,
+    );
+    let out = h.outputs();
+    assert!(
+        out.iter().any(
+            |o| matches!(o, Output::Reply { call, result: Ok(Reply::Done) } if *call == start)
+        ),
+        "{out:?}"
+    );
+    let ns = out.iter().find_map(|o| match o {
+        Output::Connect { conn, .. } => Some(*conn),
+        _ => None,
+    });
+    let ns = ns.expect("a name server connection");
+    // Routes for the topic and the group's retry topic.
+    let queries = transmits(&h.input(Input::Connected(ns)));
+    let topics: Vec<String> = queries
+        .iter()
+        .map(|(_, r)| r.header::<GetRouteInfoRequestHeader>().unwrap().topic)
+        .collect();
+    assert_eq!(topics, ["T", "%RETRY%G"]);
+    let mut out = h.respond(ns, ok(queries[0].1.opaque).with_body(route().encode()));
+    out.extend(h.respond(
+        ns,
+        RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, queries[1].1.opaque, None),
+    ));
+    // The broker gets a heartbeat with the consumer's subscriptions first.
+    let (broker, addr) = connect_of(&out[0]);
+    assert_eq!(addr, BROKER);
+    let sent = transmits(&h.input(Input::Connected(broker)));
+    let heartbeat = sent
+        .iter()
+        .find(|(_, r)| r.request_code() == RequestCode::HEART_BEAT)
+        .expect("a heartbeat");
+    let data = HeartbeatData::decode(&heartbeat.1.body).unwrap();
+    let consumer = &data.consumer_data_set[0];
+    assert_eq!(consumer.group_name, "G");
+    let subs: Vec<&str> = consumer
+        .subscription_data_set
+        .iter()
+        .map(|s| s.topic.as_str())
+        .collect();
+    assert_eq!(subs, ["T", "%RETRY%G"]);
+    assert!(
+        !sent
+            .iter()
+            .any(|(_, r)| r.request_code() == RequestCode::GET_CONSUMER_LIST_BY_GROUP),
+        "the rebalance waits for the broker's notice"
+    );
+
+    // The broker's notice of the group change starts the rebalance.
+    let mut notice = RemotingCommand::request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED, 99)
+        .with_header(&NotifyConsumerIdsChangedRequestHeader {
+            consumer_group: "G".into(),
+        })
+        .with_oneway();
+    notice.language = LanguageCode::Java;
+    let out = h.respond(broker, notice);
+    // (The retry topic's route is asked for again too: it does not exist yet.)
+    let sent = transmits(&out);
+    let (_, list) = sent
+        .iter()
+        .find(|(_, r)| r.request_code() == RequestCode::GET_CONSUMER_LIST_BY_GROUP)
+        .expect("the consumer list asked for");
+    let ids = ConsumerIdList {
+        consumer_id_list: vec![h.client.client_id().to_owned()],
+    };
+    let out = h.respond(broker, ok(list.opaque).with_body(ids.encode()));
+    // One offset query per queue; every queue of "T" is ours.
+    // (A heartbeat follows any change of assignment, as Java's.)
+    let queries: Vec<_> = transmits(&out)
+        .into_iter()
+        .filter(|(_, r)| r.request_code() == RequestCode::QUERY_CONSUMER_OFFSET)
+        .collect();
+    assert_eq!(queries.len(), 4);
+    let mut pulls = Vec::new();
+    for (_, q) in &queries {
+        assert_eq!(q.request_code(), RequestCode::QUERY_CONSUMER_OFFSET);
+        let header: QueryConsumerOffsetRequestHeader = q.header().unwrap();
+        assert_eq!(header.consumer_group, "G");
+        let answer = ok(q.opaque).with_header(&QueryConsumerOffsetResponseHeader { offset: 10 });
+        pulls.extend(
+            transmits(&h.respond(broker, answer))
+                .into_iter()
+                .filter(|(_, r)| r.request_code() == RequestCode::PULL_MESSAGE),
+        );
+    }
+    assert_eq!(pulls.len(), 4);
+    let (_, pull0) = pulls
+        .iter()
+        .find(|(_, p)| p.header::<PullMessageRequestHeader>().unwrap().queue_id == 0)
+        .unwrap();
+    let header: PullMessageRequestHeader = pull0.header().unwrap();
+    assert_eq!(header.queue_offset, 10);
+    assert_eq!(
+        header.sys_flag,
+        pull_flag::COMMIT_OFFSET | pull_flag::SUSPEND | pull_flag::SUBSCRIPTION
+    );
+    assert_eq!(header.subscription.as_deref(), Some("a || b"));
+    assert_eq!(header.suspend_timeout_millis, 15_000);
+
+    // Three messages; the one tagged "c" is filtered out on the client.
+    let mut body = BytesMut::new();
+    for (offset, tag) in [(10, "a"), (11, "b"), (12, "c")] {
+        encode_stored(&stored(0, offset, tag), &mut body).unwrap();
+    }
+    let found = ok(pull0.opaque)
+        .with_header(&PullMessageResponseHeader {
+            next_begin_offset: 13,
+            max_offset: 13,
+            ..PullMessageResponseHeader::default()
+        })
+        .with_body(body.freeze());
+    let out = h.respond(broker, found);
+    let delivered = deliveries(&out);
+    assert_eq!(delivered.len(), 2, "one message per call: {out:?}");
+    let (t10, t11) = (delivered[0].ticket, delivered[1].ticket);
+    assert_eq!(delivered[0].messages[0].queue_offset, 10);
+    assert_eq!(
+        delivered[0].context.queue,
+        MessageQueue::new("T", "broker-a", 0)
+    );
+    // The next pull of that queue goes out at once, from 13.
+    let next = transmits(&out);
+    assert_eq!(
+        next[0]
+            .1
+            .header::<PullMessageRequestHeader>()
+            .unwrap()
+            .queue_offset,
+        13
+    );
+
+    // 11 succeeds, 10 asks for a retry: it is sent back; the send-back fails.
+    h.client.handle_input(
+        h.now,
+        Input::Consumed {
+            ticket: t11,
+            result: ConsumeResult::Success,
+        },
+    );
+    let out = h.outputs();
+    assert!(transmits(&out).is_empty());
+    h.client.handle_input(
+        h.now,
+        Input::Consumed {
+            ticket: t10,
+            result: ConsumeResult::RETRY,
+        },
+    );
+    let (_, back) = transmits(&h.outputs()).remove(0);
+    assert_eq!(back.request_code(), RequestCode::CONSUMER_SEND_MSG_BACK);
+    let header: ConsumerSendMsgBackRequestHeader = back.header().unwrap();
+    assert_eq!((header.offset, header.group.as_str()), (1010, "G"));
+    assert_eq!(header.max_reconsume_times, Some(16));
+    let refused =
+        RemotingCommand::response(ResponseCode::SYSTEM_ERROR, back.opaque, Some("busy".into()));
+    assert!(deliveries(&h.respond(broker, refused)).is_empty());
+    let stats = |h: &mut Harness| {
+        h.client
+            .call(h.now, Call::ConsumerStats { group: "G".into() }, None);
+        h.outputs()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Reply {
+                    result: Ok(Reply::ConsumerStats(s)),
+                    ..
+                } => Some(s),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let q0 = |s: &crate::consumer::ConsumerStats| {
+        s.queues
+            .iter()
+            .find(|(q, _)| q.queue_id == 0 && q.topic == "T")
+            .map(|(_, qs)| qs.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        q0(&stats(&mut h)).committable_offset,
+        Some(10),
+        "10 holds the offset"
+    );
+
+    // Five seconds later it is delivered here again, counted as a reconsume.
+    let out = h.advance(LOCAL_RETRY_DELAY);
+    let again = deliveries(&out);
+    assert_eq!(again.len(), 1, "{out:?}");
+    assert_eq!(again[0].messages[0].queue_offset, 10);
+    assert_eq!(again[0].context.reconsume_times, 1);
+    let ticket = again[0].ticket;
+    h.client.handle_input(
+        h.now,
+        Input::Consumed {
+            ticket,
+            result: ConsumeResult::Success,
+        },
+    );
+    h.outputs();
+    assert_eq!(q0(&stats(&mut h)).committable_offset, Some(13));
+
+    // The persist timer writes it.
+    let out = h.advance(Duration::from_secs(5));
+    let writes: Vec<UpdateConsumerOffsetRequestHeader> = transmits(&out)
+        .iter()
+        .filter(|(_, r)| r.request_code() == RequestCode::UPDATE_CONSUMER_OFFSET)
+        .map(|(_, r)| r.header().unwrap())
+        .collect();
+    let w0 = writes
+        .iter()
+        .find(|w| w.queue_id == 0)
+        .expect("queue 0 written");
+    assert_eq!(w0.commit_offset, 13);
+}
