@@ -46,11 +46,11 @@ fn deliveries(out: &[Output]) -> Vec<&crate::consumer::Delivery> {
         .collect()
 }
 
-#[test]
-fn a_consumer_rebalances_pulls_delivers_retries_and_commits() {
+/// A consumer of group "G" on topic "T" (tags `a || b`), started, notified,
+/// given all 4 queues at offset 10: the harness, the broker connection and
+/// the 4 first pulls.
+fn started(config: ConsumerConfig) -> (Harness, ConnId, Vec<(ConnId, RemotingCommand)>) {
     let mut h = Harness::new();
-    let mut config = ConsumerConfig::new("G");
-    config.consume_from = ConsumeFrom::FirstOffset;
     let start = h.client.call(
         h.now,
         Call::StartConsumer {
@@ -145,6 +145,14 @@ fn a_consumer_rebalances_pulls_delivers_retries_and_commits() {
         );
     }
     assert_eq!(pulls.len(), 4);
+    (h, broker, pulls)
+}
+
+#[test]
+fn a_consumer_rebalances_pulls_delivers_retries_and_commits() {
+    let mut config = ConsumerConfig::new("G");
+    config.consume_from = ConsumeFrom::FirstOffset;
+    let (mut h, broker, pulls) = started(config);
     let (_, pull0) = pulls
         .iter()
         .find(|(_, p)| p.header::<PullMessageRequestHeader>().unwrap().queue_id == 0)
@@ -271,4 +279,88 @@ fn a_consumer_rebalances_pulls_delivers_retries_and_commits() {
         .find(|w| w.queue_id == 0)
         .expect("queue 0 written");
     assert_eq!(w0.commit_offset, 13);
+}
+
+fn found(opaque: i32, queue_id: i32, offsets: std::ops::Range<i64>) -> RemotingCommand {
+    let mut body = BytesMut::new();
+    for offset in offsets.clone() {
+        encode_stored(&stored(queue_id, offset, "a"), &mut body).unwrap();
+    }
+    ok(opaque)
+        .with_header(&PullMessageResponseHeader {
+            next_begin_offset: offsets.end,
+            max_offset: offsets.end,
+            ..PullMessageResponseHeader::default()
+        })
+        .with_body(body.freeze())
+}
+
+#[test]
+fn the_global_budget_caps_the_cache_and_pulls_resume_as_room_frees() {
+    let mut config = ConsumerConfig::new("G");
+    config.global_cache_count = 8; // two per queue
+    config.consume_concurrency = 1;
+    let (mut h, broker, pulls) = started(config);
+    for (_, p) in &pulls {
+        let header: PullMessageRequestHeader = p.header().unwrap();
+        assert_eq!(
+            header.max_msg_nums, 2,
+            "a pull asks for no more than its share"
+        );
+    }
+    // Queue 0 answers with more than it asked for (as a broker may): only its
+    // share is kept, and it waits instead of pulling again.
+    let (_, p0) = pulls
+        .iter()
+        .find(|(_, p)| p.header::<PullMessageRequestHeader>().unwrap().queue_id == 0)
+        .unwrap();
+    let out = h.respond(broker, found(p0.opaque, 0, 10..20));
+    let first = deliveries(&out);
+    assert_eq!(first.len(), 1, "one call at a time");
+    assert!(
+        !transmits(&out)
+            .iter()
+            .any(|(_, r)| r.request_code() == RequestCode::PULL_MESSAGE),
+        "queue 0 is full: no pull"
+    );
+    let cached = |h: &mut Harness| {
+        h.client
+            .call(h.now, Call::ConsumerStats { group: "G".into() }, None);
+        h.outputs()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Reply {
+                    result: Ok(Reply::ConsumerStats(s)),
+                    ..
+                } => Some(s.cached_count),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(cached(&mut h), 2);
+    // The first message done: room for one, and the pull goes out at once,
+    // from the first offset not kept.
+    let ticket = first[0].ticket;
+    h.client.handle_input(
+        h.now,
+        Input::Consumed {
+            ticket,
+            result: ConsumeResult::Success,
+        },
+    );
+    let out = h.outputs();
+    let pull = transmits(&out)
+        .into_iter()
+        .find(|(_, r)| r.request_code() == RequestCode::PULL_MESSAGE)
+        .expect("a pull as soon as room frees");
+    let header: PullMessageRequestHeader = pull.1.header().unwrap();
+    assert_eq!(
+        (header.queue_id, header.queue_offset, header.max_msg_nums),
+        (0, 12, 1)
+    );
+    assert_eq!(
+        deliveries(&out).len(),
+        1,
+        "the second message goes to the listener"
+    );
 }
