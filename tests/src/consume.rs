@@ -581,3 +581,54 @@ pub fn group_changes<R: ConsumerRuntime + Sync>(
         elapsed,
     }
 }
+
+/// Where a new group starts: from the first offset it gets the old messages;
+/// from a timestamp it gets exactly those stored at or after it.
+pub fn consume_from<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) {
+    const EACH: usize = 10;
+    let producer = R::start(config(namesrv));
+    let send = |from: usize| {
+        for i in from..from + EACH {
+            let m = crate::conformance::test_message(topic, i);
+            producer
+                .send("from-producer", m)
+                .unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+        }
+    };
+    send(0);
+    // Store times are in ms: leave a clear gap around the cut.
+    std::thread::sleep(Duration::from_millis(50));
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    std::thread::sleep(Duration::from_millis(50));
+    send(EACH);
+    let drain = |name: &str, from: ConsumeFrom, want: usize| {
+        let seen: Seen = Arc::default();
+        let mut o = options(namesrv, &format!("from-{name}-{}", R::NAME), topic);
+        o.set_consume_from(from);
+        let consumer = R::start_consumer(o, counting(&seen), false)
+            .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+        let got = wait_until(Duration::from_secs(30), || {
+            seen.lock().map(|s| s.len() >= want).unwrap_or(false)
+        });
+        consumer.shutdown().expect("shutdown");
+        let s = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut indices: Vec<usize> = s.keys().filter_map(|k| k.parse().ok()).collect();
+        indices.sort_unstable();
+        assert!(got, "{}: {name} got {indices:?}", R::NAME);
+        indices
+    };
+    let first = drain("first", ConsumeFrom::FirstOffset, 2 * EACH);
+    assert_eq!(first, (0..2 * EACH).collect::<Vec<_>>(), "{}", R::NAME);
+    let since = drain("timestamp", ConsumeFrom::Timestamp(cut), EACH);
+    assert_eq!(
+        since,
+        (EACH..2 * EACH).collect::<Vec<_>>(),
+        "{}: only what was stored after the cut",
+        R::NAME
+    );
+    producer.shutdown();
+}

@@ -126,3 +126,30 @@ fn group_changes_smol() {
 fn group_changes_blocking() {
     group::<Blocking>();
 }
+
+fn from<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("From-{}", R::NAME);
+    cluster.create_topic(&topic, 2).expect("topic");
+    consume::consume_from::<R>(&cluster.namesrv_addr(), &topic);
+}
+
+#[test]
+fn consume_from_tokio() {
+    from::<Tokio>();
+}
+
+#[test]
+fn consume_from_async_std() {
+    from::<AsyncStd>();
+}
+
+#[test]
+fn consume_from_smol() {
+    from::<Smol>();
+}
+
+#[test]
+fn consume_from_blocking() {
+    from::<Blocking>();
+}

@@ -826,6 +826,15 @@ impl Client {
     }
 
     fn query_offset(&mut self, now: Instant, group: &str, queue: MessageQueue, generation: u64) {
+        // From a timestamp, a group without an offset must hear "not found" to
+        // search by time: a broker otherwise answers 0 while the queue's
+        // messages are still in memory (Java's behaviour, which makes a new
+        // group read everything). From the last offset that answer is kept, as
+        // Java keeps it: it is what lets a queue added to a topic be read from
+        // its start rather than skipped.
+        let set_zero_if_not_found = self.consumers.groups.get(group).and_then(|c| {
+            matches!(c.config.consume_from, ConsumeFrom::Timestamp(_)).then_some(false)
+        });
         let Some(addr) = self.broker_of(&queue) else {
             return self.later(now, group, &queue, PULL_RETRY_DELAY);
         };
@@ -834,7 +843,7 @@ impl Client {
                 consumer_group: group.to_owned(),
                 topic: queue.topic.clone(),
                 queue_id: queue.queue_id,
-                set_zero_if_not_found: None,
+                set_zero_if_not_found,
                 broker_name: Some(queue.broker_name.clone()),
             },
         );

@@ -17,6 +17,9 @@ pub enum ConsumeFrom {
     /// From the first message still stored.
     FirstOffset,
     /// From the first message stored at or after this time (ms since the epoch).
+    /// Unlike Java, a new group starts there even while the broker still holds
+    /// the queue's messages in memory (the client asks the broker not to answer
+    /// 0 for a missing offset).
     Timestamp(i64),
 }
 
