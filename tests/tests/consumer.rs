@@ -153,3 +153,30 @@ fn consume_from_smol() {
 fn consume_from_blocking() {
     from::<Blocking>();
 }
+
+fn filters<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("Filter-{}", R::NAME);
+    cluster.create_topic(&topic, 2).expect("topic");
+    consume::filters::<R>(&cluster.namesrv_addr(), &topic);
+}
+
+#[test]
+fn filters_tokio() {
+    filters::<Tokio>();
+}
+
+#[test]
+fn filters_async_std() {
+    filters::<AsyncStd>();
+}
+
+#[test]
+fn filters_smol() {
+    filters::<Smol>();
+}
+
+#[test]
+fn filters_blocking() {
+    filters::<Blocking>();
+}
