@@ -395,6 +395,21 @@ pub enum Input {
     Closed(ConnId),
     /// Time passed (the instant from [`Client::poll_timeout`] was reached).
     Timeout,
+    /// The file asked for by [`Output::Load`]: its bytes, `None` if there is no
+    /// such file, or why it could not be read.
+    Loaded {
+        /// The path from the output.
+        path: String,
+        /// What was read.
+        result: Result<Option<Bytes>, String>,
+    },
+    /// The write asked for by [`Output::Persist`] is done (or failed).
+    Persisted {
+        /// The path from the output.
+        path: String,
+        /// Whether the file now holds the bytes.
+        result: Result<(), String>,
+    },
     /// A listener call from [`Output::Deliver`] finished.
     Consumed {
         /// The delivery's ticket.
@@ -435,6 +450,21 @@ pub enum Output {
     /// Run the consumer's listener on these messages, then report
     /// [`Input::Consumed`] with the ticket.
     Deliver(Delivery),
+    /// Read this file (a broadcasting consumer's offsets; a leading `~/` is the
+    /// user's home) and report [`Input::Loaded`].
+    Load {
+        /// The file.
+        path: String,
+    },
+    /// Replace this file's contents atomically (write `<path>.tmp`, then rename
+    /// it over the file, creating directories as needed), then report
+    /// [`Input::Persisted`]. One write per path is out at a time.
+    Persist {
+        /// The file.
+        path: String,
+        /// Its new contents.
+        data: Bytes,
+    },
 }
 
 /// A request on the wire, waiting for its response.
@@ -725,6 +755,8 @@ impl Client {
             }
             Input::Timeout => self.expire(now),
             Input::Consumed { ticket, result } => self.on_consumed(now, ticket, result),
+            Input::Loaded { path, result } => self.on_loaded(now, &path, result),
+            Input::Persisted { path, result } => self.on_persisted(&path, result),
         }
     }
 

@@ -38,6 +38,13 @@ pub trait Io {
     /// Runs the listener of `delivery.context.group` on its messages, off the
     /// driver, and later feeds [`Input::Consumed`] back with its ticket.
     fn deliver(&mut self, delivery: Delivery);
+
+    /// Reads a file off the driver and feeds [`Input::Loaded`] back.
+    fn load(&mut self, path: String);
+
+    /// Replaces a file atomically off the driver and feeds [`Input::Persisted`]
+    /// back (see [`Output::Persist`]).
+    fn persist(&mut self, path: String, data: Bytes);
 }
 
 /// A [`Client`] with the adapter-side state every adapter keeps the same way.
@@ -104,6 +111,8 @@ impl<C, W> Driver<C, W> {
                     }
                 }
                 Output::Deliver(delivery) => io.deliver(delivery),
+                Output::Load { path } => io.load(path),
+                Output::Persist { path, data } => io.persist(path, data),
             }
         }
     }
@@ -160,6 +169,12 @@ mod tests {
             self.log
                 .borrow_mut()
                 .push(format!("deliver {}", delivery.ticket));
+        }
+        fn load(&mut self, path: String) {
+            self.log.borrow_mut().push(format!("load {path}"));
+        }
+        fn persist(&mut self, path: String, _: Bytes) {
+            self.log.borrow_mut().push(format!("persist {path}"));
         }
     }
 

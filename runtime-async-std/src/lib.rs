@@ -33,7 +33,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use consumer::Handler;
-use rocketmq_core::consumer::Delivery;
+use rocketmq_core::consumer::{local_store, Delivery};
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
 mod consumer;
@@ -206,6 +206,20 @@ impl<'ex> Io for AsyncIo<'_, 'ex> {
         let _ = waiter.try_send(result);
     }
 
+    fn load(&mut self, path: String) {
+        self.file_op(move || Input::Loaded {
+            result: read_file(&path),
+            path,
+        });
+    }
+
+    fn persist(&mut self, path: String, data: Bytes) {
+        self.file_op(move || Input::Persisted {
+            result: write_file(&path, &data),
+            path,
+        });
+    }
+
     fn deliver(&mut self, delivery: Delivery) {
         match self.listeners.get(&delivery.context.group) {
             Some(handler) => consumer::run(self.ex, handler.clone(), delivery, self.events.clone()),
@@ -222,6 +236,16 @@ impl<'ex> Io for AsyncIo<'_, 'ex> {
 }
 
 impl AsyncIo<'_, '_> {
+    fn file_op(&self, op: impl FnOnce() -> Input + Send + 'static) {
+        let events = self.events.clone();
+        self.ex
+            .spawn(async move {
+                let input = blocking::unblock(op).await;
+                let _ = events.send(input).await;
+            })
+            .detach();
+    }
+
     /// Handles a request; returns `Some(waiter)` for a shutdown.
     fn request(
         &mut self,
@@ -250,6 +274,27 @@ impl AsyncIo<'_, '_> {
         }
         None
     }
+}
+
+/// Reads a broadcasting consumer's offset file (`None`: no file yet).
+fn read_file(path: &str) -> Result<Option<Bytes>, String> {
+    let path = local_store::expand_home(path, std::env::var("HOME").ok().as_deref());
+    match std::fs::read(&path) {
+        Ok(data) => Ok(Some(Bytes::from(data))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{path}: {e}")),
+    }
+}
+
+/// Replaces a file atomically: write a temporary file, then rename it over.
+fn write_file(path: &str, data: &[u8]) -> Result<(), String> {
+    let path = local_store::expand_home(path, std::env::var("HOME").ok().as_deref());
+    let tmp = local_store::temp_path(&path);
+    let dir = std::path::Path::new(&path).parent();
+    dir.map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, data))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{path}: {e}"))
 }
 
 /// What woke the driver.

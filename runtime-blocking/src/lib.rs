@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use consumer::Pool;
-use rocketmq_core::consumer::{Delivery, Listener};
+use rocketmq_core::consumer::{local_store, Delivery, Listener};
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
 mod consumer;
@@ -287,6 +287,21 @@ impl Io for ThreadIo {
         let _ = waiter.send(result);
     }
 
+    fn load(&mut self, path: String) {
+        // A small file, read on the driver thread.
+        let result = read_file(&path);
+        let _ = self
+            .events
+            .send(Event::Input(Input::Loaded { path, result }));
+    }
+
+    fn persist(&mut self, path: String, data: Bytes) {
+        let result = write_file(&path, &data);
+        let _ = self
+            .events
+            .send(Event::Input(Input::Persisted { path, result }));
+    }
+
     fn deliver(&mut self, delivery: Delivery) {
         let undelivered = match self.pools.get(&delivery.context.group) {
             Some(pool) => pool.run(delivery).err(),
@@ -301,6 +316,27 @@ impl Io for ThreadIo {
             }));
         }
     }
+}
+
+/// Reads a broadcasting consumer's offset file (`None`: no file yet).
+fn read_file(path: &str) -> Result<Option<Bytes>, String> {
+    let path = local_store::expand_home(path, std::env::var("HOME").ok().as_deref());
+    match std::fs::read(&path) {
+        Ok(data) => Ok(Some(Bytes::from(data))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{path}: {e}")),
+    }
+}
+
+/// Replaces a file atomically: write a temporary file, then rename it over.
+fn write_file(path: &str, data: &[u8]) -> Result<(), String> {
+    let path = local_store::expand_home(path, std::env::var("HOME").ok().as_deref());
+    let tmp = local_store::temp_path(&path);
+    let dir = std::path::Path::new(&path).parent();
+    dir.map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, data))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{path}: {e}"))
 }
 
 /// The driver thread: waits on one channel for a call or a connection event, or

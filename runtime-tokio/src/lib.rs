@@ -27,7 +27,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use consumer::Handler;
-use rocketmq_core::consumer::Delivery;
+use rocketmq_core::consumer::{local_store, Delivery};
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -205,6 +205,20 @@ impl Io for TokioIo {
         let _ = waiter.send(result);
     }
 
+    fn load(&mut self, path: String) {
+        self.file_op(move || Input::Loaded {
+            result: read_file(&path),
+            path,
+        });
+    }
+
+    fn persist(&mut self, path: String, data: Bytes) {
+        self.file_op(move || Input::Persisted {
+            result: write_file(&path, &data),
+            path,
+        });
+    }
+
     fn deliver(&mut self, delivery: Delivery) {
         match self.listeners.get(&delivery.context.group) {
             Some(handler) => consumer::run(handler.clone(), delivery, self.events.clone()),
@@ -221,6 +235,13 @@ impl Io for TokioIo {
 }
 
 impl TokioIo {
+    fn file_op(&self, op: impl FnOnce() -> Input + Send + 'static) {
+        let events = self.events.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = events.send(op());
+        });
+    }
+
     /// Handles a request; returns `Some(waiter)` for a shutdown.
     fn request<C>(
         &mut self,
@@ -249,6 +270,27 @@ impl TokioIo {
         }
         None
     }
+}
+
+/// Reads a broadcasting consumer's offset file (`None`: no file yet).
+fn read_file(path: &str) -> Result<Option<Bytes>, String> {
+    let path = local_store::expand_home(path, std::env::var("HOME").ok().as_deref());
+    match std::fs::read(&path) {
+        Ok(data) => Ok(Some(Bytes::from(data))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{path}: {e}")),
+    }
+}
+
+/// Replaces a file atomically: write a temporary file, then rename it over.
+fn write_file(path: &str, data: &[u8]) -> Result<(), String> {
+    let path = local_store::expand_home(path, std::env::var("HOME").ok().as_deref());
+    let tmp = local_store::temp_path(&path);
+    let dir = std::path::Path::new(&path).parent();
+    dir.map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, data))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{path}: {e}"))
 }
 
 fn now() -> std::time::Instant {

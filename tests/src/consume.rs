@@ -691,3 +691,109 @@ pub fn filters<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) {
     assert_eq!(sql, [5, 6, 8, 9], "{}: SQL92 filter", R::NAME);
     producer.shutdown();
 }
+
+/// Broadcasting: two consumers of one group each get every message; their
+/// offsets go to their own local files (one per client id), and a restarted
+/// consumer resumes from its file at the queues' ends.
+pub fn broadcasting<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str, dir: &std::path::Path) {
+    const COUNT: usize = 200;
+    let producer = R::start(config(namesrv));
+    let mut ends: BTreeMap<String, i64> = BTreeMap::new();
+    for (i, (_, r)) in send_concurrently(&producer, "bc-producer", topic, COUNT, 4, |_| {
+        QueueSelector::RoundRobin
+    })
+    .into_iter()
+    .enumerate()
+    {
+        let r = r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+        let end = ends.entry(r.queue.to_string()).or_default();
+        *end = (*end).max(r.queue_offset + 1);
+    }
+    let group = format!("broadcast-{}", R::NAME);
+    let start = |name: &str, seen: &Seen| {
+        let mut o = options(namesrv, &group, topic);
+        o.client.instance_name = format!("{}-{name}", R::NAME);
+        o.consumer.message_model = rocketmq_core::consumer::MessageModel::Broadcasting;
+        o.consumer.offset_store_dir = Some(dir.display().to_string());
+        R::start_consumer(o, counting(seen), false)
+            .unwrap_or_else(|e| panic!("{}: start {name} failed: {e}", R::NAME))
+    };
+    let (seen_a, seen_b): (Seen, Seen) = (Arc::default(), Arc::default());
+    let a = start("a", &seen_a);
+    let b = start("b", &seen_b);
+    for (name, seen) in [("a", &seen_a), ("b", &seen_b)] {
+        let all = wait_until(Duration::from_secs(60), || {
+            seen.lock().map(|s| s.len() >= COUNT).unwrap_or(false)
+        });
+        let got = seen.lock().map(|s| s.len()).unwrap_or(0);
+        assert!(
+            all,
+            "{}: broadcasting consumer {name} got {got} of {COUNT}",
+            R::NAME
+        );
+    }
+    // Committed offsets at the ends, then shut down: the files hold them.
+    for (name, c) in [("a", &a), ("b", &b)] {
+        let at_ends = wait_until(Duration::from_secs(10), || {
+            c.stats().is_ok_and(|s| {
+                ends.iter().all(|(q, end)| {
+                    s.queues
+                        .iter()
+                        .any(|(mq, qs)| mq.to_string() == *q && qs.committable_offset == Some(*end))
+                })
+            })
+        });
+        assert!(at_ends, "{}: {name} committed to the ends", R::NAME);
+    }
+    a.shutdown().expect("shutdown a");
+    b.shutdown().expect("shutdown b");
+    let mut files = Vec::new();
+    for id in std::fs::read_dir(dir).expect("offset dir").flatten() {
+        let file = id.path().join(&group).join("offsets.json");
+        if file.exists() {
+            files.push(file);
+        }
+    }
+    assert_eq!(
+        files.len(),
+        2,
+        "{}: one offset file per client id: {files:?}",
+        R::NAME
+    );
+    for file in &files {
+        let data = std::fs::read(file).expect("read offsets");
+        let offsets = rocketmq_core::consumer::local_store::decode(&data).expect("offsets file");
+        for (q, end) in &ends {
+            assert!(
+                offsets
+                    .iter()
+                    .any(|(mq, o)| mq.to_string() == *q && o == end),
+                "{}: {} has {q} at {end}: {offsets:?}",
+                R::NAME,
+                file.display()
+            );
+        }
+    }
+    // A restart resumes from the file.
+    let again: Seen = Arc::default();
+    let a = start("a", &again);
+    let resumed = wait_until(Duration::from_secs(30), || {
+        a.stats().is_ok_and(|s| {
+            ends.iter().all(|(q, end)| {
+                s.queues
+                    .iter()
+                    .any(|(mq, qs)| mq.to_string() == *q && qs.next_pull_offset == *end)
+            })
+        })
+    });
+    assert!(
+        resumed,
+        "{}: restart resumes at the ends: {:?}",
+        R::NAME,
+        a.stats()
+    );
+    let redelivered = again.lock().map(|s| s.len()).unwrap_or(0);
+    a.shutdown().expect("shutdown");
+    producer.shutdown();
+    assert_eq!(redelivered, 0, "{}: nothing delivered again", R::NAME);
+}

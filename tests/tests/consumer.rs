@@ -180,3 +180,31 @@ fn filters_smol() {
 fn filters_blocking() {
     filters::<Blocking>();
 }
+
+fn broadcasting<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("Broadcast-{}", R::NAME);
+    cluster.create_topic(&topic, 4).expect("topic");
+    let dir = cluster.run_dir().join(format!("offsets-{}", R::NAME));
+    consume::broadcasting::<R>(&cluster.namesrv_addr(), &topic, &dir);
+}
+
+#[test]
+fn broadcasting_tokio() {
+    broadcasting::<Tokio>();
+}
+
+#[test]
+fn broadcasting_async_std() {
+    broadcasting::<AsyncStd>();
+}
+
+#[test]
+fn broadcasting_smol() {
+    broadcasting::<Smol>();
+}
+
+#[test]
+fn broadcasting_blocking() {
+    broadcasting::<Blocking>();
+}

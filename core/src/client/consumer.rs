@@ -10,10 +10,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use tracing::{debug, info, warn};
 
 use super::{on_pull, remote, Client, Expect, Output, PullStatus, Reply};
 use crate::consumer::allocate::AllocateStrategy;
+use crate::consumer::local_store;
 use crate::consumer::subscription::{tag_matches, Selector};
 use crate::consumer::{
     ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerConfig, ConsumerStats, Delivery,
@@ -136,6 +139,21 @@ struct Consumer {
     listing: BTreeSet<String>,
     stats: ConsumerStats,
     shutdown: Option<Shutdown>,
+    /// Broadcasting: the local offset file.
+    local: Option<Local>,
+}
+
+/// A broadcasting consumer's offset file and the one write allowed out at a time.
+#[derive(Debug)]
+struct Local {
+    path: String,
+    loaded: bool,
+    /// The offsets of the write that is out.
+    writing: Option<Vec<(MessageQueue, i64)>>,
+    /// Offsets changed while a write was out: write again when it is done.
+    again: bool,
+    /// Shutdown waits for the write after this flag was set.
+    final_write: bool,
 }
 
 #[derive(Debug)]
@@ -348,11 +366,6 @@ impl Client {
                 config.group
             )));
         }
-        if config.message_model == MessageModel::Broadcasting {
-            return Err(ClientError::ConsumerState(
-                "broadcasting consumers are not available yet".into(),
-            ));
-        }
         let mut subs = Subscriptions::default();
         let version = self.wall_ms(now);
         for (topic, selector) in subscriptions {
@@ -361,6 +374,22 @@ impl Client {
         }
         let group = config.group.clone();
         let persist_at = now + config.persist_interval;
+        let local = (config.message_model == MessageModel::Broadcasting).then(|| Local {
+            path: local_store::file_path(
+                config.offset_store_dir.as_deref(),
+                &self.client_id,
+                &group,
+            ),
+            loaded: false,
+            writing: None,
+            again: false,
+            final_write: false,
+        });
+        if let Some(l) = &local {
+            self.outputs.push_back(Output::Load {
+                path: l.path.clone(),
+            });
+        }
         info!(%group, "consumer starting");
         self.consumers.groups.insert(
             group.clone(),
@@ -380,6 +409,7 @@ impl Client {
                 listing: BTreeSet::new(),
                 stats: ConsumerStats::default(),
                 shutdown: None,
+                local,
             },
         );
         self.heartbeat_at = Some(now);
@@ -626,6 +656,14 @@ impl Client {
         let Some(route) = self.routes.get(topic) else {
             return;
         };
+        if let Some(local) = &c.local {
+            // Broadcasting: every queue, once the offset file is read.
+            if local.loaded {
+                let all = route.data.subscribe_queues(topic).into_iter().collect();
+                self.apply_assignment(now, group, topic, all);
+            }
+            return;
+        }
         let addrs: Vec<&str> = route
             .data
             .broker_datas
@@ -791,7 +829,16 @@ impl Client {
         let offset = c.offsets.remove(queue);
         debug!(%group, %queue, "queue dropped");
         if let Some(o) = offset.filter(|o| o.committed >= 0 && o.committed != o.persisted) {
-            self.update_offset(now, group, queue, o.committed, false);
+            if self
+                .consumers
+                .groups
+                .get(group)
+                .is_some_and(|c| c.local.is_some())
+            {
+                self.persist_local(group, false);
+            } else {
+                self.update_offset(now, group, queue, o.committed, false);
+            }
         }
         self.room_freed(now, group);
     }
@@ -826,6 +873,17 @@ impl Client {
     }
 
     fn query_offset(&mut self, now: Instant, group: &str, queue: MessageQueue, generation: u64) {
+        if let Some(c) = self
+            .consumers
+            .groups
+            .get(group)
+            .filter(|c| c.local.is_some())
+        {
+            return match c.offsets.get(&queue).map(|o| o.committed) {
+                Some(offset) => self.start_queue(now, group, &queue, generation, offset),
+                None => self.start_from_rule(now, group, queue, generation),
+            };
+        }
         // From a timestamp, a group without an offset must hear "not found" to
         // search by time: a broker otherwise answers 0 while the queue's
         // messages are still in memory (Java's behaviour, which makes a new
@@ -1563,6 +1621,10 @@ impl Client {
         let Some(c) = self.consumers.groups.get(group) else {
             return 0;
         };
+        if c.local.is_some() {
+            let changed = c.offsets.values().any(|o| o.committed != o.persisted);
+            return usize::from((last || changed) && self.persist_local(group, last));
+        }
         let due: Vec<(MessageQueue, i64)> = c
             .offsets
             .iter()
@@ -1856,6 +1918,114 @@ impl Client {
             .groups
             .get(group)
             .map(|c| AllocateStrategy::name(&c.config.allocate))
+    }
+
+    /// Broadcasting: asks for the offset file to be written with the committed
+    /// offsets, unless a write is out (then again once it is done). `last` makes
+    /// shutdown wait for it. Whether the shutdown has a write to wait for.
+    fn persist_local(&mut self, group: &str, last: bool) -> bool {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return false;
+        };
+        let snapshot: Vec<(MessageQueue, i64)> = c
+            .offsets
+            .iter()
+            .filter(|(_, o)| o.committed >= 0)
+            .map(|(q, o)| (q.clone(), o.committed))
+            .collect();
+        let Some(local) = &mut c.local else {
+            return false;
+        };
+        if !local.loaded {
+            // Never write over a file not yet read.
+            return false;
+        }
+        local.final_write |= last;
+        if local.writing.is_some() {
+            local.again = true;
+            return true;
+        }
+        let data = Bytes::from(local_store::encode(snapshot.iter().map(|(q, o)| (q, *o))));
+        local.writing = Some(snapshot);
+        let path = local.path.clone();
+        self.outputs.push_back(Output::Persist { path, data });
+        true
+    }
+
+    /// The offset file was read: its offsets are the group's, and queues are
+    /// assigned.
+    pub(super) fn on_loaded(
+        &mut self,
+        now: Instant,
+        path: &str,
+        result: Result<Option<Bytes>, String>,
+    ) {
+        let Some((group, c)) = self
+            .consumers
+            .groups
+            .iter_mut()
+            .find(|(_, c)| c.local.as_ref().is_some_and(|l| l.path == path))
+        else {
+            return;
+        };
+        let offsets = match result
+            .and_then(|d| d.map_or(Ok(Vec::new()), |d| local_store::decode(&d)))
+        {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                warn!(%group, %path, error = %e, "offset file unreadable; queues start by the consume-from rule");
+                Vec::new()
+            }
+        };
+        for (q, offset) in offsets {
+            c.offsets.insert(
+                q,
+                Offset {
+                    committed: offset,
+                    persisted: offset,
+                },
+            );
+        }
+        if let Some(l) = &mut c.local {
+            l.loaded = true;
+        }
+        c.rebalance_at = now;
+    }
+
+    /// A write of the offset file is done.
+    pub(super) fn on_persisted(&mut self, path: &str, result: Result<(), String>) {
+        let Some((group, c)) = self
+            .consumers
+            .groups
+            .iter_mut()
+            .find(|(_, c)| c.local.as_ref().is_some_and(|l| l.path == path))
+        else {
+            return;
+        };
+        let group = group.clone();
+        let Some(local) = &mut c.local else {
+            return;
+        };
+        let written = local.writing.take().unwrap_or_default();
+        match result {
+            Ok(()) => {
+                for (q, offset) in written {
+                    if let Some(o) = c.offsets.get_mut(&q) {
+                        o.persisted = offset;
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(%group, %path, error = %e, "offset file not written; written again later")
+            }
+        }
+        let (again, last) = (local.again, local.final_write);
+        local.again = false;
+        if again {
+            self.persist_local(&group, last);
+        } else if last {
+            self.finishing_answered(&group);
+        }
     }
 }
 

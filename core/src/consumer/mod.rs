@@ -3,6 +3,7 @@
 
 pub mod allocate;
 pub mod config;
+pub mod local_store;
 pub mod options;
 pub mod process_queue;
 pub mod subscription;
