@@ -797,3 +797,167 @@ pub fn broadcasting<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str, dir: 
     producer.shutdown();
     assert_eq!(redelivered, 0, "{}: nothing delivered again", R::NAME);
 }
+
+/// A consumer shut down mid-stream and started again loses nothing: what the
+/// first one did not finish, the second delivers. A listener that panics on
+/// some messages counts as "reconsume later": they come back, and nothing else
+/// is disturbed.
+pub fn restart_mid_stream<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) -> u32 {
+    const COUNT: usize = 3000;
+    let producer = R::start(config(namesrv));
+    for (i, (_, r)) in send_concurrently(&producer, "restart-producer", topic, COUNT, 8, |_| {
+        QueueSelector::RoundRobin
+    })
+    .into_iter()
+    .enumerate()
+    {
+        r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+    }
+    let seen: Seen = Arc::default();
+    let panics = Arc::new(Mutex::new(0u32));
+    let listener: SharedListener = {
+        let (counter, panics) = (counting(&seen), panics.clone());
+        Arc::new(move |m: &[MessageExt], c: &ConsumeContext| {
+            std::thread::sleep(Duration::from_micros(300));
+            // Every 100th message panics on its first delivery.
+            let first_try = m.iter().any(|x| {
+                x.reconsume_times == 0
+                    && x.property("index")
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .is_some_and(|i| i % 100 == 0)
+            });
+            if first_try {
+                *panics
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+                panic!("listener panic on purpose");
+            }
+            counter(m, c)
+        })
+    };
+    let group = format!("restart-{}", R::NAME);
+    let start = || {
+        let mut o = options(namesrv, &group, topic);
+        o.consumer.consume_concurrency = 4;
+        R::start_consumer(o, listener.clone(), false)
+            .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME))
+    };
+    let distinct = || seen.lock().map(|s| s.len()).unwrap_or(0);
+    let first = start();
+    assert!(
+        wait_until(Duration::from_secs(60), || distinct() >= COUNT / 3),
+        "{}: a third consumed",
+        R::NAME
+    );
+    first.shutdown().expect("shutdown mid-stream");
+    let after_first = distinct();
+    assert!(
+        after_first < COUNT,
+        "{}: the shutdown came mid-stream",
+        R::NAME
+    );
+    let second = start();
+    let all = wait_until(Duration::from_secs(120), || distinct() >= COUNT);
+    let (missing, duplicates) = {
+        let s = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let missing: Vec<usize> = (0..COUNT)
+            .filter(|i| !s.contains_key(&i.to_string()))
+            .collect();
+        (missing, s.values().map(|n| n - 1).sum::<u32>())
+    };
+    assert!(
+        all && missing.is_empty(),
+        "{}: {} never consumed, e.g. {:?}; {:?}",
+        R::NAME,
+        missing.len(),
+        missing.iter().take(10).collect::<Vec<_>>(),
+        second.stats()
+    );
+    let panicked = *panics
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    assert!(
+        panicked >= 10,
+        "{}: the panicking messages were delivered ({panicked})",
+        R::NAME
+    );
+    second.shutdown().expect("shutdown");
+    producer.shutdown();
+    duplicates
+}
+
+/// A slow listener and a small consumer-wide budget (200 messages, 64 KiB)
+/// over 8 queues: the cache never exceeds the budget, and every queue keeps
+/// being consumed (none starves while others hold the budget).
+pub fn bounded_cache<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) -> (usize, usize) {
+    const COUNT: usize = 2000;
+    const BUDGET: (usize, usize) = (200, 64 * 1024);
+    let producer = R::start(config(namesrv));
+    let mut per_queue: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, (_, r)) in send_concurrently(&producer, "bounded-producer", topic, COUNT, 8, |_| {
+        QueueSelector::RoundRobin
+    })
+    .into_iter()
+    .enumerate()
+    {
+        let r = r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+        *per_queue.entry(r.queue.to_string()).or_default() += 1;
+    }
+    let seen: Seen = Arc::default();
+    let counter = counting(&seen);
+    let slow: SharedListener = Arc::new(move |m: &[MessageExt], c: &ConsumeContext| {
+        std::thread::sleep(Duration::from_millis(1));
+        counter(m, c)
+    });
+    let mut o = options(namesrv, &format!("bounded-{}", R::NAME), topic);
+    o.set_global_cache(BUDGET.0, BUDGET.1);
+    o.consumer.consume_concurrency = 2;
+    let consumer = R::start_consumer(o, slow, false)
+        .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+    let (mut max_count, mut max_bytes) = (0, 0);
+    let mut starved = Vec::new();
+    let started = Instant::now();
+    while seen.lock().map(|s| s.len()).unwrap_or(0) < COUNT
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        let s = consumer.stats().expect("stats");
+        max_count = max_count.max(s.cached_count);
+        max_bytes = max_bytes.max(s.cached_bytes);
+        // Half-way, every queue with messages has consumed some.
+        if starved.is_empty() && seen.lock().map(|s| s.len()).unwrap_or(0) > COUNT / 2 {
+            starved = s
+                .queues
+                .iter()
+                .filter(|(q, qs)| {
+                    q.topic == topic && qs.consumed == 0 && per_queue.contains_key(&q.to_string())
+                })
+                .map(|(q, _)| q.to_string())
+                .collect();
+            starved.push(String::new()); // checked once
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let got = seen.lock().map(|s| s.len()).unwrap_or(0);
+    consumer.shutdown().expect("shutdown");
+    producer.shutdown();
+    assert_eq!(got, COUNT, "{}: everything consumed", R::NAME);
+    assert!(
+        max_count <= BUDGET.0,
+        "{}: cached {max_count} messages",
+        R::NAME
+    );
+    assert!(
+        max_bytes <= BUDGET.1,
+        "{}: cached {max_bytes} bytes",
+        R::NAME
+    );
+    starved.retain(|q| !q.is_empty());
+    assert!(
+        starved.is_empty(),
+        "{}: starved queues half-way: {starved:?}",
+        R::NAME
+    );
+    (max_count, max_bytes)
+}

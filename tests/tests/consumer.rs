@@ -208,3 +208,65 @@ fn broadcasting_smol() {
 fn broadcasting_blocking() {
     broadcasting::<Blocking>();
 }
+
+fn restart<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("Restart-{}", R::NAME);
+    cluster.create_topic(&topic, 8).expect("topic");
+    let duplicates = consume::restart_mid_stream::<R>(&cluster.namesrv_addr(), &topic);
+    eprintln!(
+        "[{}] shutdown mid-stream and restart: nothing lost, {duplicates} duplicates",
+        R::NAME
+    );
+}
+
+#[test]
+fn restart_mid_stream_tokio() {
+    restart::<Tokio>();
+}
+
+#[test]
+fn restart_mid_stream_async_std() {
+    restart::<AsyncStd>();
+}
+
+#[test]
+fn restart_mid_stream_smol() {
+    restart::<Smol>();
+}
+
+#[test]
+fn restart_mid_stream_blocking() {
+    restart::<Blocking>();
+}
+
+fn bounded<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("Bounded-{}", R::NAME);
+    cluster.create_topic(&topic, 8).expect("topic");
+    let (count, bytes) = consume::bounded_cache::<R>(&cluster.namesrv_addr(), &topic);
+    eprintln!(
+        "[{}] budget 200 messages / 64 KiB: peak cache {count} messages, {bytes} bytes",
+        R::NAME
+    );
+}
+
+#[test]
+fn bounded_cache_tokio() {
+    bounded::<Tokio>();
+}
+
+#[test]
+fn bounded_cache_async_std() {
+    bounded::<AsyncStd>();
+}
+
+#[test]
+fn bounded_cache_smol() {
+    bounded::<Smol>();
+}
+
+#[test]
+fn bounded_cache_blocking() {
+    bounded::<Blocking>();
+}
