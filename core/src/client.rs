@@ -1686,7 +1686,7 @@ fn on_pull(cmd: &RemotingCommand, decode: &DecodeOptions) -> Result<Reply, Clien
 mod consumer;
 pub use consumer::{
     retry_topic, DLQ_PREFIX, LOCAL_RETRY_DELAY, PULL_RETRY_DELAY, PULL_SUSPEND, PULL_TIMEOUT,
-    REBALANCE_INTERVAL, REBALANCE_RETRY, RETRY_PREFIX,
+    REBALANCE_INTERVAL, REBALANCE_RETRY, RETRY_PREFIX, ROUTE_RETRY,
 };
 use consumer::{ConsumerOp, Consumers};
 

@@ -90,6 +90,8 @@ impl Client {
     /// that asks for the same id (as Java keeps one client instance per id), and
     /// started on first use; later callers' other settings are not applied. With
     /// the default instance name, every caller in the process gets the same one.
+    /// The client runs on the runtime of its first caller and stops with it;
+    /// a process with several runtimes gives each its own instance name.
     pub fn shared(mut config: ClientConfig) -> Self {
         static CLIENTS: std::sync::Mutex<
             std::collections::BTreeMap<String, mpsc::WeakUnboundedSender<Request>>,
@@ -101,7 +103,12 @@ impl Client {
         let mut clients = CLIENTS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(calls) = clients.get(&id).and_then(|weak| weak.upgrade()) {
+        // A client whose driver is gone (its runtime was dropped) is replaced.
+        if let Some(calls) = clients
+            .get(&id)
+            .and_then(|weak| weak.upgrade())
+            .filter(|calls| !calls.is_closed())
+        {
             return Self { calls };
         }
         let client = Self::spawn(config);

@@ -193,6 +193,9 @@ impl ConsumerRuntime for Blocking {
 pub fn options(namesrv: &str, group: &str, topic: &str) -> ConsumerOptions {
     let mut o = ConsumerOptions::new(group);
     o.add_name_servers(namesrv);
+    // Tests run in parallel, each tokio one on a runtime of its own: a client
+    // of its own each (a shared client stops with the runtime that started it).
+    o.client.instance_name = group.to_owned();
     o.subscriptions.push((topic.to_owned(), "*".into()));
     o.set_consume_from(ConsumeFrom::FirstOffset);
     o
@@ -417,7 +420,12 @@ pub fn retry_and_dead_letter<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &s
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    assert!(twice, "{}: every message came back once: {d:?}", R::NAME);
+    assert!(
+        twice,
+        "{}: every message came back once: {d:?}; {:?}",
+        R::NAME,
+        consumer.stats()
+    );
     for i in 0..COUNT {
         let mine: Vec<&(usize, i32, String)> = d.iter().filter(|(x, ..)| *x == i).collect();
         assert_eq!(mine[0].1, 0, "{}: first delivery of {i}", R::NAME);

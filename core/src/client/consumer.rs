@@ -55,6 +55,10 @@ pub const REBALANCE_INTERVAL: Duration = Duration::from_secs(20);
 /// a new route's first rebalance waits at most this long for the broker's
 /// notice that the group changed.
 pub const REBALANCE_RETRY: Duration = Duration::from_secs(1);
+/// How often a topic a consumer reads is asked for again while it has no
+/// route (the broker creates a group's retry topic on its first heartbeat or
+/// send-back, and the name server learns of it a moment later).
+pub const ROUTE_RETRY: Duration = Duration::from_secs(2);
 /// A message whose send-back failed is delivered again locally after this
 /// (Java 5 s).
 pub const LOCAL_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -134,6 +138,9 @@ struct Consumer {
     /// Committed offsets: what the group has consumed up to, per queue.
     offsets: BTreeMap<MessageQueue, Offset>,
     rebalance_at: Instant,
+    /// While a topic it reads has no route (a retry topic the broker creates on
+    /// the first heartbeat or send-back, say), when to ask again.
+    route_retry_at: Option<Instant>,
     persist_at: Instant,
     /// Topics whose consumer list query is out.
     listing: BTreeSet<String>,
@@ -338,6 +345,9 @@ impl Client {
                 continue;
             }
             see(c.rebalance_at);
+            if let Some(t) = c.route_retry_at {
+                see(t);
+            }
             see(c.persist_at);
             for slot in c.queues.values() {
                 if let PullState::At(t) = slot.pull {
@@ -405,6 +415,7 @@ impl Client {
                 cached_bytes: 0,
                 offsets: BTreeMap::new(),
                 rebalance_at: now,
+                route_retry_at: None,
                 persist_at,
                 listing: BTreeSet::new(),
                 stats: ConsumerStats::default(),
@@ -423,10 +434,18 @@ impl Client {
             return;
         };
         let timeout = self.config.request_timeout;
-        for topic in c.topics() {
-            if !self.routes.contains_key(&topic) && !self.route_queries.contains(&topic) {
-                self.query_route(None, topic, now + timeout, timeout);
+        let missing: Vec<String> = c
+            .topics()
+            .into_iter()
+            .filter(|t| !self.routes.contains_key(t))
+            .collect();
+        for topic in &missing {
+            if !self.route_queries.contains(topic) {
+                self.query_route(None, topic.clone(), now + timeout, timeout);
             }
+        }
+        if let Some(c) = self.consumers.groups.get_mut(group) {
+            c.route_retry_at = (!missing.is_empty()).then_some(now + ROUTE_RETRY);
         }
     }
 
@@ -565,6 +584,12 @@ impl Client {
                 }
                 continue;
             }
+            if c.route_retry_at.is_some_and(|t| t <= now) {
+                self.want_routes(now, &group);
+            }
+            let Some(c) = self.consumers.groups.get_mut(&group) else {
+                continue;
+            };
             if c.rebalance_at <= now {
                 c.rebalance_at = now + REBALANCE_INTERVAL;
                 self.want_routes(now, &group);

@@ -364,3 +364,43 @@ fn the_global_budget_caps_the_cache_and_pulls_resume_as_room_frees() {
         "the second message goes to the listener"
     );
 }
+
+#[test]
+fn a_topic_without_route_is_asked_for_again_until_it_has_one() {
+    let (mut h, _broker, _pulls) = started(ConsumerConfig::new("G"));
+    let retry_queries = |out: &[Output]| -> Vec<(ConnId, RemotingCommand)> {
+        transmits(out)
+            .into_iter()
+            .filter(|(_, r)| {
+                r.request_code() == RequestCode::GET_ROUTEINFO_BY_TOPIC
+                    && r.header::<GetRouteInfoRequestHeader>().unwrap().topic == "%RETRY%G"
+            })
+            .collect()
+    };
+    // The broker creates the retry topic later: until then it is asked for
+    // every ROUTE_RETRY, not only at the next 20 s rebalance.
+    let mut asked = Vec::new();
+    let mut waited = Duration::ZERO;
+    while waited < Duration::from_secs(10) {
+        let out = h.advance(ROUTE_RETRY);
+        waited += ROUTE_RETRY;
+        for (ns, q) in retry_queries(&out) {
+            asked.push(waited);
+            h.respond(
+                ns,
+                RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, q.opaque, None),
+            );
+        }
+    }
+    assert!(asked.len() >= 4, "asked at {asked:?}");
+    // Once it has a route, it is not asked for again before the refresh.
+    let out = h.advance(ROUTE_RETRY);
+    let (ns, q) = retry_queries(&out).remove(0);
+    let mut retry_route = route();
+    retry_route.queue_datas[0].read_queue_nums = 1;
+    h.respond(ns, ok(q.opaque).with_body(retry_route.encode()));
+    for _ in 0..5 {
+        let out = h.advance(ROUTE_RETRY);
+        assert!(retry_queries(&out).is_empty(), "{out:?}");
+    }
+}
