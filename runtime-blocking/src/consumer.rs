@@ -2,20 +2,108 @@
 //! threads per consumer (as many as its consume concurrency) running the
 //! listener. The state machine is the core's; this only runs listeners and
 //! carries calls.
+//!
+//! The pool wakes as few threads as the work needs: a delivery wakes a thread
+//! only when none is already on its way, and a thread that takes a delivery
+//! with more queued behind it wakes the next. Results gather in one list per
+//! client, and only the first of a run wakes the driver, which takes them all.
 
-use std::sync::{mpsc, Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
-use rocketmq_core::consumer::{run_listener, ConsumerOptions, Delivery, Listener, Ticket};
-use rocketmq_core::{Call, ClientError, Input};
+use rocketmq_core::consumer::{
+    run_listener, ConsumeResult, ConsumerOptions, Delivery, Listener, Ticket,
+};
+use rocketmq_core::{Call, ClientError};
 
 use crate::{Client, Event};
 
+/// Listener results waiting for the driver, shared by every pool of a client.
+#[derive(Debug, Default)]
+pub(crate) struct Results {
+    done: Mutex<Vec<(Ticket, ConsumeResult)>>,
+}
+
+impl Results {
+    /// Adds a result; the first one of a run wakes the driver with
+    /// [`Event::Consumed`]. Returns false once the driver is gone.
+    fn push(&self, events: &mpsc::Sender<Event>, ticket: Ticket, result: ConsumeResult) -> bool {
+        let first = {
+            let mut done = lock(&self.done);
+            done.push((ticket, result));
+            done.len() == 1
+        };
+        !first || events.send(Event::Consumed).is_ok()
+    }
+
+    /// Everything gathered since the last take.
+    pub(crate) fn take(&self) -> Vec<(Ticket, ConsumeResult)> {
+        std::mem::take(&mut *lock(&self.done))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The queue the consume threads share.
+#[derive(Debug, Default)]
+struct Queue {
+    deliveries: VecDeque<Delivery>,
+    /// Threads waiting for work.
+    idle: usize,
+    /// Threads woken and not yet back at the queue.
+    waking: usize,
+    /// The pool is gone: threads end once the queue is empty.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Shared {
+    /// Wakes one idle thread unless one is already on its way.
+    fn wake_one(&self, q: &mut Queue) {
+        if q.waking == 0 && q.idle > 0 {
+            q.waking += 1;
+            self.ready.notify_one();
+        }
+    }
+
+    /// The next delivery for a consume thread; `None` once the pool is closed
+    /// and drained.
+    fn next(&self) -> Option<Delivery> {
+        let mut q = lock(&self.queue);
+        loop {
+            if let Some(delivery) = q.deliveries.pop_front() {
+                if !q.deliveries.is_empty() {
+                    self.wake_one(&mut q);
+                }
+                return Some(delivery);
+            }
+            if q.closed {
+                return None;
+            }
+            q.idle += 1;
+            q = self
+                .ready
+                .wait(q)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.idle -= 1;
+            q.waking = q.waking.saturating_sub(1);
+        }
+    }
+}
+
 /// A consumer's consume threads. Dropping it closes their queue; each thread
-/// ends after the call it is running.
+/// ends once what is queued has run.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    deliveries: mpsc::Sender<Delivery>,
+    shared: Arc<Shared>,
 }
 
 impl Pool {
@@ -24,43 +112,46 @@ impl Pool {
         group: &str,
         threads: usize,
         listener: Arc<dyn Listener>,
+        results: &Arc<Results>,
         events: &mpsc::Sender<Event>,
     ) -> Result<Self, ClientError> {
-        let (deliveries, rx) = mpsc::channel::<Delivery>();
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared::default());
+        let pool = Self {
+            shared: shared.clone(),
+        };
         for i in 0..threads.max(1) {
-            let (rx, listener, events) = (rx.clone(), listener.clone(), events.clone());
+            let (shared, listener) = (shared.clone(), listener.clone());
+            let (results, events) = (results.clone(), events.clone());
             thread::Builder::new()
                 .name(format!("rocketmq-consume-{group}-{i}"))
-                .spawn(move || loop {
-                    let next = rx
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .recv();
-                    let Ok(delivery) = next else {
-                        break;
-                    };
-                    let result = run_listener(&*listener, &delivery.messages, &delivery.context);
-                    let ticket = delivery.ticket;
-                    if events
-                        .send(Event::Input(Input::Consumed { ticket, result }))
-                        .is_err()
-                    {
-                        break;
+                .spawn(move || {
+                    while let Some(delivery) = shared.next() {
+                        let result =
+                            run_listener(&*listener, &delivery.messages, &delivery.context);
+                        if !results.push(&events, delivery.ticket, result) {
+                            break;
+                        }
                     }
                 })
                 .map_err(|e| {
                     ClientError::ConsumerState(format!("cannot start a consume thread: {e}"))
                 })?;
         }
-        Ok(Self { deliveries })
+        Ok(pool)
     }
 
-    /// Queues a delivery for the next free thread; gives its ticket back if
-    /// the pool is gone.
-    pub(crate) fn run(&self, delivery: Delivery) -> Result<(), Ticket> {
-        let ticket = delivery.ticket;
-        self.deliveries.send(delivery).map_err(|_| ticket)
+    /// Queues a delivery for the next free thread.
+    pub(crate) fn run(&self, delivery: Delivery) {
+        let mut q = lock(&self.shared.queue);
+        q.deliveries.push_back(delivery);
+        self.shared.wake_one(&mut q);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.ready.notify_all();
     }
 }
 

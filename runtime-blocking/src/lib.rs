@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use consumer::Pool;
+use consumer::{Pool, Results};
 use rocketmq_core::consumer::{local_store, Delivery, Listener};
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
@@ -65,6 +65,8 @@ enum Event {
     ),
     /// The consumer of this group is gone.
     Unlisten(String),
+    /// Listener results are waiting in [`consumer::Results`].
+    Consumed,
 }
 
 /// A handle to a running client. Cheap to clone; every clone talks to the same
@@ -96,6 +98,7 @@ impl std::fmt::Debug for Event {
             Self::Shutdown(_) => write!(f, "Shutdown"),
             Self::Listen(group, ..) => write!(f, "Listen({group})"),
             Self::Unlisten(group) => write!(f, "Unlisten({group})"),
+            Self::Consumed => write!(f, "Consumed"),
         }
     }
 }
@@ -258,6 +261,7 @@ struct Conn {
 struct ThreadIo {
     events: mpsc::Sender<Event>,
     pools: HashMap<String, Pool>,
+    results: Arc<Results>,
 }
 
 impl Io for ThreadIo {
@@ -303,17 +307,16 @@ impl Io for ThreadIo {
     }
 
     fn deliver(&mut self, delivery: Delivery) {
-        let undelivered = match self.pools.get(&delivery.context.group) {
-            Some(pool) => pool.run(delivery).err(),
-            None => Some(delivery.ticket),
-        };
-        if let Some(ticket) = undelivered {
+        match self.pools.get(&delivery.context.group) {
+            Some(pool) => pool.run(delivery),
             // No listener (its consumer is going away): the messages stay
             // unconsumed and come back.
-            let _ = self.events.send(Event::Input(Input::Consumed {
-                ticket,
-                result: ConsumeResult::RETRY,
-            }));
+            None => {
+                let _ = self.events.send(Event::Input(Input::Consumed {
+                    ticket: delivery.ticket,
+                    result: ConsumeResult::RETRY,
+                }));
+            }
         }
     }
 }
@@ -350,6 +353,7 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
     let mut io = ThreadIo {
         events: own,
         pools: HashMap::new(),
+        results: Arc::default(),
     };
     let mut shutdown = None;
     loop {
@@ -386,12 +390,17 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
                             "a consumer of group {group} already runs in this client"
                         )))
                     } else {
-                        Pool::start(&group, threads, listener, &io.events)
+                        Pool::start(&group, threads, listener, &io.results, &io.events)
                             .map(|pool| drop(io.pools.insert(group, pool)))
                     };
                     let _ = tx.send(result);
                 }
                 Some(Event::Unlisten(group)) => drop(io.pools.remove(&group)),
+                Some(Event::Consumed) => {
+                    for (ticket, result) in io.results.take() {
+                        driver.handle_input(now, Input::Consumed { ticket, result });
+                    }
+                }
             }
             if shutdown.is_none() {
                 next = events.try_recv().ok().map(Some);

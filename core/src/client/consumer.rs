@@ -291,24 +291,30 @@ impl Consumer {
 
     /// How many more messages and bytes `queue` may cache now: its own limits,
     /// its fair share of the global budget, and what is left of that budget.
+    ///
+    /// A queue that holds messages pulls only once a worthwhile batch fits (a
+    /// whole pull batch, or half of what it may hold when that is less, and a
+    /// quarter of its bytes), so that a full cache refills in batches instead
+    /// of one pull per consumed message. An empty queue may always pull.
     fn room(&self, pq: &ProcessQueue) -> (usize, usize) {
         let c = &self.config;
         if pq.span() > c.max_span {
             return (0, 0);
         }
         let n = self.queues.len().max(1);
-        let share_count = (c.global_cache_count / n).max(1);
-        let share_bytes = (c.global_cache_bytes / n).max(1);
-        let count = c
-            .queue_cache_count
-            .min(share_count)
+        let max_count = c.queue_cache_count.min((c.global_cache_count / n).max(1));
+        let max_bytes = c.queue_cache_bytes.min((c.global_cache_bytes / n).max(1));
+        let count = max_count
             .saturating_sub(pq.count())
             .min(c.global_cache_count.saturating_sub(self.cached_count));
-        let bytes = c
-            .queue_cache_bytes
-            .min(share_bytes)
+        let bytes = max_bytes
             .saturating_sub(pq.bytes())
             .min(c.global_cache_bytes.saturating_sub(self.cached_bytes));
+        let min_count = (c.pull_batch_size as usize).min(max_count / 2).max(1);
+        let min_bytes = (max_bytes / 4).max(1);
+        if pq.count() > 0 && (count < min_count || bytes < min_bytes) {
+            return (0, 0);
+        }
         (count, bytes)
     }
 }

@@ -425,8 +425,24 @@ fn consume_bench() {
     let timeout = 600;
     let mut runs: Vec<(String, Drain)> = Vec::new();
     let me = std::env::current_exe().expect("own path");
+    // BENCH_RUNTIMES=blocking,smol (say) measures only those of ours.
+    let only = std::env::var("BENCH_RUNTIMES").ok();
     for runtime in ["tokio", "async-std", "smol", "blocking"] {
-        let out = std::process::Command::new(&me)
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|r| r == runtime))
+        {
+            continue;
+        }
+        // BENCH_WRAP="strace -f -c -o /tmp/s" (say) runs each child under a tool.
+        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+        let mut command = wrap
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        command.push(me.display().to_string());
+        let out = std::process::Command::new(&command[0])
+            .args(&command[1..])
             .args([
                 "consume-child",
                 runtime,
