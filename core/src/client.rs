@@ -1671,8 +1671,19 @@ fn on_pull(cmd: &RemotingCommand, decode: &DecodeOptions) -> Result<Reply, Clien
     };
     if let Some(delta) = header.offset_delta {
         for m in &mut messages {
-            m.queue_offset += delta;
+            m.queue_offset = m.queue_offset.checked_add(delta).ok_or_else(|| {
+                ClientError::BadResponse(format!(
+                    "offset delta {delta} overflows queue offset {}",
+                    m.queue_offset
+                ))
+            })?;
         }
+    }
+    if header.next_begin_offset < 0 {
+        return Err(ClientError::BadResponse(format!(
+            "negative next offset {}",
+            header.next_begin_offset
+        )));
     }
     Ok(Reply::Pulled(PullResult {
         status,

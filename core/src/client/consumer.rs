@@ -857,15 +857,18 @@ impl Client {
         if slot.pull == PullState::Full {
             c.waiting.retain(|q| q != queue);
         }
-        let offset = c.offsets.remove(queue);
+        // The broker keeps a clustering group's offset for the next owner; a
+        // broadcasting consumer keeps its own, in its file, for when the queue
+        // comes back (Java's local store never forgets a queue either).
+        let local = c.local.is_some();
+        let offset = if local {
+            c.offsets.get(queue).copied()
+        } else {
+            c.offsets.remove(queue)
+        };
         debug!(%group, %queue, "queue dropped");
         if let Some(o) = offset.filter(|o| o.committed >= 0 && o.committed != o.persisted) {
-            if self
-                .consumers
-                .groups
-                .get(group)
-                .is_some_and(|c| c.local.is_some())
-            {
+            if local {
                 self.persist_local(group, false);
             } else {
                 self.update_offset(now, group, queue, o.committed, false);
@@ -1191,7 +1194,8 @@ impl Client {
             return self.later(now, group, queue, PULL_RETRY_DELAY);
         };
         let mut flags = pull_flag::SUSPEND | pull_flag::SUBSCRIPTION;
-        if committed > 0 {
+        // Only a clustering group's offsets live on the broker (Java's rule).
+        if committed > 0 && c.local.is_none() {
             flags |= pull_flag::COMMIT_OFFSET;
         }
         let header = PullMessageRequestHeader {
@@ -1273,7 +1277,7 @@ impl Client {
             Ok(Reply::Pulled(p)) => p,
             Ok(_) => return,
             Err(e) => {
-                debug!(%group, %queue, error = %e, "pull failed; trying again later");
+                warn!(%group, %queue, error = %e, "pull failed; trying again later");
                 slot.pull = PullState::At(now + PULL_RETRY_DELAY);
                 return;
             }
@@ -1283,6 +1287,7 @@ impl Client {
         };
         let mut freed = false;
         let mut ready = false;
+        let mut moved = None;
         let (count_before, bytes_before) = (pq.count(), pq.bytes());
         match pulled.status {
             PullStatus::Found => {
@@ -1297,8 +1302,9 @@ impl Client {
                     }
                 }
                 // Keep what fits the queue's and the consumer's limits. The rest is
-                // pulled again once room frees. An empty queue always takes its
-                // first message, however large, or it could never move on.
+                // pulled again once room frees. An empty queue takes its first
+                // message however large it is, or it could never move on: byte
+                // limits may be passed by that one message, count limits never.
                 let q_count_max = cfg.queue_count.min((cfg.global_count / n).max(1));
                 let q_bytes_max = cfg.queue_bytes.min((cfg.global_bytes / n).max(1));
                 let (mut count, mut bytes) = (global_count, global_bytes);
@@ -1311,7 +1317,7 @@ impl Client {
                         && bytes + len <= cfg.global_bytes
                         && q_count < q_count_max
                         && q_bytes + len <= q_bytes_max;
-                    if !(fits || q_count == 0) {
+                    if !(fits || (q_count == 0 && count < cfg.global_count)) {
                         next = m.queue_offset;
                         break;
                     }
@@ -1348,6 +1354,7 @@ impl Client {
                 });
                 o.committed = pulled.next_begin_offset;
                 o.persisted = -1;
+                moved = Some(pulled.next_begin_offset);
             }
         }
         // The global counters follow the queue's own before and after.
@@ -1367,6 +1374,19 @@ impl Client {
             c.waiting.push_back(queue.clone());
         }
         self.update_committed(group, &queue);
+        if let Some(to) = moved {
+            // The broker's correction is written at once, as Java does.
+            if self
+                .consumers
+                .groups
+                .get(group)
+                .is_some_and(|c| c.local.is_some())
+            {
+                self.persist_local(group, false);
+            } else {
+                self.update_offset(now, group, &queue, to, false);
+            }
+        }
         let generation = self
             .consumers
             .groups

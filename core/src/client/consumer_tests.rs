@@ -404,3 +404,135 @@ fn a_topic_without_route_is_asked_for_again_until_it_has_one() {
         assert!(retry_queries(&out).is_empty(), "{out:?}");
     }
 }
+
+#[test]
+fn broadcasting_keeps_a_dropped_queues_offset_and_commits_nothing_on_the_broker() {
+    let mut config = ConsumerConfig::new("G");
+    config.message_model = crate::consumer::MessageModel::Broadcasting;
+    config.consume_from = ConsumeFrom::FirstOffset;
+    config.offset_store_dir = Some("/store".into());
+    let mut h = Harness::new();
+    h.client.call(
+        h.now,
+        Call::StartConsumer {
+            config: Box::new(config),
+            subscriptions: vec![("T".into(), Selector::tag("*"))],
+        },
+        None,
+    );
+    let out = h.outputs();
+    let path = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Load { path } => Some(path.clone()),
+            _ => None,
+        })
+        .expect("the offset file is read first");
+    let ns = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Connect { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .unwrap();
+    h.input(Input::Loaded {
+        path: path.clone(),
+        result: Ok(None),
+    });
+    let queries = transmits(&h.input(Input::Connected(ns)));
+    let (_, q) = queries
+        .iter()
+        .find(|(_, r)| r.header::<GetRouteInfoRequestHeader>().unwrap().topic == "T")
+        .unwrap();
+    let out = h.respond(ns, ok(q.opaque).with_body(route().encode()));
+    let (broker, _) = connect_of(
+        out.iter()
+            .find(|o| matches!(o, Output::Connect { .. }))
+            .unwrap(),
+    );
+    let mut out = h.input(Input::Connected(broker));
+    out.extend(h.advance(REBALANCE_RETRY));
+    let pull_of = |out: &[Output], queue_id: i32| {
+        transmits(out).into_iter().find(|(_, r)| {
+            r.request_code() == RequestCode::PULL_MESSAGE
+                && r.header::<PullMessageRequestHeader>().unwrap().queue_id == queue_id
+        })
+    };
+    let (_, p0) = pull_of(&out, 0).expect("every queue is pulled, from 0");
+    // Queue 0: three messages, all consumed.
+    let out = h.respond(broker, found(p0.opaque, 0, 0..3));
+    let (_, next) = pull_of(&out, 0).expect("the next pull");
+    let tickets: Vec<Ticket> = deliveries(&out).iter().map(|d| d.ticket).collect();
+    assert_eq!(tickets.len(), 3);
+    for ticket in tickets {
+        h.client.handle_input(
+            h.now,
+            Input::Consumed {
+                ticket,
+                result: ConsumeResult::Success,
+            },
+        );
+    }
+    h.outputs();
+    // The pull in flight answers nothing new; the one after it carries no
+    // commit for the broker: a broadcasting consumer's offsets are its own.
+    let none = RemotingCommand::response(ResponseCode::PULL_NOT_FOUND, next.opaque, None)
+        .with_header(&PullMessageResponseHeader {
+            next_begin_offset: 3,
+            max_offset: 3,
+            ..PullMessageResponseHeader::default()
+        });
+    let out = h.respond(broker, none);
+    let (_, again) = pull_of(&out, 0).expect("pulls on");
+    let header: PullMessageRequestHeader = again.header().unwrap();
+    assert_eq!(header.queue_offset, 3);
+    assert_eq!(header.sys_flag & pull_flag::COMMIT_OFFSET, 0, "{header:?}");
+
+    // The topic goes: the file is written with queue 0 at 3.
+    h.client.call(
+        h.now,
+        Call::Unsubscribe {
+            group: "G".into(),
+            topic: "T".into(),
+        },
+        None,
+    );
+    let mut out = h.outputs();
+    out.extend(h.advance(REBALANCE_INTERVAL));
+    let written = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Persist { data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .expect("the offset file written");
+    let offsets = crate::consumer::local_store::decode(&written).unwrap();
+    assert!(
+        offsets.contains(&(MessageQueue::new("T", "broker-a", 0), 3)),
+        "{offsets:?}"
+    );
+    h.input(Input::Persisted {
+        path: path.clone(),
+        result: Ok(()),
+    });
+    // It comes back: queue 0 resumes at 3, not from the consume-from rule.
+    h.client.call(
+        h.now,
+        Call::Subscribe {
+            group: "G".into(),
+            topic: "T".into(),
+            selector: Selector::tag("*"),
+            replace: false,
+        },
+        None,
+    );
+    let mut out = h.outputs();
+    out.extend(h.advance(REBALANCE_INTERVAL));
+    let (_, back) = pull_of(&out, 0).expect("queue 0 pulled again");
+    assert_eq!(
+        back.header::<PullMessageRequestHeader>()
+            .unwrap()
+            .queue_offset,
+        3
+    );
+}

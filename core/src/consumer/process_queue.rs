@@ -187,8 +187,9 @@ impl ProcessQueue {
     /// successfully: they leave the cache. Offsets no longer delivered under
     /// that ticket are left alone. Returns the bytes freed.
     pub fn done(&mut self, now: Instant, ticket: u64, offsets: &[i64]) -> usize {
+        let before = self.cached.len();
         let freed = self.remove(offsets, Stage::Delivered(ticket));
-        self.stats.consumed += offsets.len() as u64;
+        self.stats.consumed += (before - self.cached.len()) as u64;
         self.stats.last_consume = Some(now);
         freed
     }
@@ -241,7 +242,7 @@ impl ProcessQueue {
             .filter(|c| c.stage == Stage::SendingBack)
         {
             c.stage = Stage::RetryAt(at);
-            c.message.reconsume_times += 1;
+            c.message.reconsume_times = c.message.reconsume_times.saturating_add(1);
             self.retries.insert((at, offset));
         }
     }
