@@ -5,8 +5,10 @@
 //!
 //! The pool wakes as few threads as the work needs: a delivery wakes a thread
 //! only when none is already on its way, and a thread that takes a delivery
-//! with more queued behind it wakes the next. Results gather in one list per
-//! client, and only the first of a run wakes the driver, which takes them all.
+//! with more queued behind it wakes the next. The core hands out a queue's
+//! worth of calls beyond the thread count, so a thread done with one takes the
+//! next at once. Results gather in one list per client and wake the driver
+//! once per run, when the queue runs low, instead of once per call.
 
 use std::collections::VecDeque;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
@@ -22,24 +24,38 @@ use crate::{Client, Event};
 /// Listener results waiting for the driver, shared by every pool of a client.
 #[derive(Debug, Default)]
 pub(crate) struct Results {
-    done: Mutex<Vec<(Ticket, ConsumeResult)>>,
+    /// The results, and whether the driver has been woken for them.
+    done: Mutex<(Vec<(Ticket, ConsumeResult)>, bool)>,
 }
 
 impl Results {
-    /// Adds a result; the first one of a run wakes the driver with
-    /// [`Event::Consumed`]. Returns false once the driver is gone.
-    fn push(&self, events: &mpsc::Sender<Event>, ticket: Ticket, result: ConsumeResult) -> bool {
-        let first = {
+    /// Adds a result. The driver is woken with [`Event::Consumed`] when its
+    /// pool runs low on queued work (`low`) and it has not been woken since it
+    /// last took results: a busy pool hands back results in runs, and the
+    /// last call of a run always wakes it. Returns false once the driver is
+    /// gone.
+    fn push(
+        &self,
+        events: &mpsc::Sender<Event>,
+        ticket: Ticket,
+        result: ConsumeResult,
+        low: bool,
+    ) -> bool {
+        let wake = {
             let mut done = lock(&self.done);
-            done.push((ticket, result));
-            done.len() == 1
+            done.0.push((ticket, result));
+            let wake = low && !done.1;
+            done.1 |= wake;
+            wake
         };
-        !first || events.send(Event::Consumed).is_ok()
+        !wake || events.send(Event::Consumed).is_ok()
     }
 
     /// Everything gathered since the last take.
     pub(crate) fn take(&self) -> Vec<(Ticket, ConsumeResult)> {
-        std::mem::take(&mut *lock(&self.done))
+        let mut done = lock(&self.done);
+        done.1 = false;
+        std::mem::take(&mut done.0)
     }
 }
 
@@ -66,6 +82,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// The next delivery if one is queued, without waiting, and whether the
+    /// queue is running low (at most `low_water` left).
+    fn try_next(&self, low_water: usize) -> (Option<Delivery>, bool) {
+        let mut q = lock(&self.queue);
+        let next = q.deliveries.pop_front();
+        if next.is_some() && !q.deliveries.is_empty() {
+            self.wake_one(&mut q);
+        }
+        let low = next.is_none() || q.deliveries.len() <= low_water;
+        (next, low)
+    }
+
     /// Wakes one idle thread unless one is already on its way.
     fn wake_one(&self, q: &mut Queue) {
         if q.waking == 0 && q.idle > 0 {
@@ -116,6 +144,8 @@ impl Pool {
         events: &mpsc::Sender<Event>,
     ) -> Result<Self, ClientError> {
         let shared = Arc::new(Shared::default());
+        // The driver hears of results once half the threads could run dry.
+        let low_water = threads / 2;
         let pool = Self {
             shared: shared.clone(),
         };
@@ -125,11 +155,19 @@ impl Pool {
             thread::Builder::new()
                 .name(format!("rocketmq-consume-{group}-{i}"))
                 .spawn(move || {
-                    while let Some(delivery) = shared.next() {
+                    let Some(mut delivery) = shared.next() else {
+                        return;
+                    };
+                    loop {
                         let result =
                             run_listener(&*listener, &delivery.messages, &delivery.context);
-                        if !results.push(&events, delivery.ticket, result) {
+                        let (more, low) = shared.try_next(low_water);
+                        if !results.push(&events, delivery.ticket, result, low) {
                             break;
+                        }
+                        match more.or_else(|| shared.next()) {
+                            Some(next) => delivery = next,
+                            None => break,
                         }
                     }
                 })
@@ -196,6 +234,11 @@ impl PushConsumerBuilder {
             ..
         } = self.options;
         let group = consumer.group.clone();
+        let mut consumer = consumer;
+        if consumer.dispatch_ahead == 0 {
+            // A thread done with a call finds the next one queued.
+            consumer.dispatch_ahead = consumer.consume_concurrency;
+        }
         let client = Client::shared(client);
         client.listen(&group, consumer.consume_concurrency, Arc::new(listener))?;
         let call = Call::StartConsumer {

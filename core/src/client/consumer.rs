@@ -1433,7 +1433,7 @@ impl Client {
         if c.shutdown.is_some() {
             return;
         }
-        while c.in_flight < c.config.consume_concurrency {
+        while c.in_flight < c.config.consume_concurrency + c.config.dispatch_ahead {
             let Some(queue) = c.ready.pop_front() else {
                 break;
             };

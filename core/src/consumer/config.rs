@@ -59,6 +59,12 @@ pub struct ConsumerConfig {
     pub max_reconsume_times: i32,
     /// Listener calls running at once (Java's consume thread count, 20).
     pub consume_concurrency: usize,
+    /// Listener calls handed to the adapter beyond `consume_concurrency`, to
+    /// wait in its queue (0). The blocking adapter queues as many as it has
+    /// threads, so that a thread done with one call takes the next at once
+    /// instead of waiting for the driver (Java's consume pool queues every
+    /// pulled message). Their consume timeout counts from the hand-over.
+    pub dispatch_ahead: usize,
     /// How long a listener call may run before it is logged as overdue
     /// (15 min, checked at each rebalance round). An overdue call is never
     /// delivered a second time while it runs; its messages hold their queue's
@@ -100,6 +106,7 @@ impl ConsumerConfig {
             allocate: AllocateStrategy::default(),
             max_reconsume_times: 16,
             consume_concurrency: 20,
+            dispatch_ahead: 0,
             consume_timeout: Duration::from_secs(15 * 60),
             consume_batch_size: 1,
             pull_batch_size: 32,
@@ -152,6 +159,7 @@ impl ConsumerConfig {
             16 * 1024,
         )?;
         range("consume_concurrency", n(self.consume_concurrency), 1, 1000)?;
+        range("dispatch_ahead", n(self.dispatch_ahead), 0, 10_000)?;
         range("consume_batch_size", n(self.consume_batch_size), 1, 1024)?;
         range("pull_batch_size", i64::from(self.pull_batch_size), 1, 1024)?;
         range("queue_cache_count", n(self.queue_cache_count), 1, 65535)?;
@@ -209,9 +217,10 @@ impl ConsumerConfig {
     /// (`ROCKETMQ_CONSUMER_PULL_BATCH_SIZE=16`, say). Durations are in ms;
     /// `MESSAGE_MODEL` is `CLUSTERING` or `BROADCASTING`; `CONSUME_FROM` is
     /// `LAST_OFFSET`, `FIRST_OFFSET` or `TIMESTAMP:<ms>`; `ALLOCATE` is a strategy
-    /// name (`AVG`, `AVG_BY_CIRCLE`, `CONSISTENT_HASH`, `HASH`). Other variables
-    /// are ignored. The adapters pass in `std::env::vars()`; the core reads no
-    /// environment itself.
+    /// name (`AVG`, `AVG_BY_CIRCLE`, `CONSISTENT_HASH`, `HASH`). A
+    /// `ROCKETMQ_CONSUMER_` variable that names no setting is an error, so a
+    /// typo is not silently ignored; other variables are. The adapters pass in
+    /// `std::env::vars()`; the core reads no environment itself.
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -280,6 +289,7 @@ impl ConsumerConfig {
             "consume_concurrency" => {
                 self.consume_concurrency = parse("consume_concurrency", value)?
             }
+            "dispatch_ahead" => self.dispatch_ahead = parse("dispatch_ahead", value)?,
             "consume_timeout" => self.consume_timeout = ms("consume_timeout")?,
             "consume_batch_size" => self.consume_batch_size = parse("consume_batch_size", value)?,
             "pull_batch_size" => self.pull_batch_size = parse("pull_batch_size", value)?,
@@ -292,7 +302,15 @@ impl ConsumerConfig {
             "global_cache_bytes" => self.global_cache_bytes = parse("global_cache_bytes", value)?,
             "max_span" => self.max_span = parse("max_span", value)?,
             "shutdown_timeout" => self.shutdown_timeout = ms("shutdown_timeout")?,
-            _ => {}
+            other => {
+                return Err(ConfigError::new(
+                    "ROCKETMQ_CONSUMER_*",
+                    format!(
+                        "`ROCKETMQ_CONSUMER_{}` names no setting (a typo?); the names are the fields of ConsumerConfig, upper-cased",
+                        other.to_ascii_uppercase()
+                    ),
+                ))
+            }
         }
         Ok(())
     }
@@ -355,5 +373,9 @@ mod tests {
             .apply_env([("ROCKETMQ_CONSUMER_MAX_SPAN".to_owned(), "lots".to_owned())])
             .unwrap_err();
         assert_eq!(err.field, "max_span");
+        let err = c
+            .apply_env([("ROCKETMQ_CONSUMER_PULL_BATCH".to_owned(), "8".to_owned())])
+            .unwrap_err();
+        assert!(err.reason.contains("ROCKETMQ_CONSUMER_PULL_BATCH"), "{err}");
     }
 }
