@@ -19,8 +19,8 @@ use crate::consumer::allocate::AllocateStrategy;
 use crate::consumer::local_store;
 use crate::consumer::subscription::{tag_matches, Selector};
 use crate::consumer::{
-    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerConfig, ConsumerStats, Delivery,
-    MessageModel, ProcessQueue, Subscriptions, Ticket,
+    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerConfig, ConsumerError, ConsumerStats,
+    Delivery, MessageModel, ProcessQueue, Subscriptions, Ticket,
 };
 use crate::error::ClientError;
 use crate::protocol::body::{
@@ -233,6 +233,12 @@ impl Consumer {
 
     /// The limit sent back with a failed message: Java reads an unset (-1)
     /// limit as 16 for concurrent consumers.
+    /// A background failure: logged, counted in the stats.
+    fn failed(&mut self, error: ConsumerError) {
+        warn!(group = %self.config.group, %error, "consumer: trying again");
+        self.stats.errors.count(error);
+    }
+
     fn max_reconsume_times(&self) -> i32 {
         match self.config.max_reconsume_times {
             -1 => 16,
@@ -748,7 +754,10 @@ impl Client {
                 match ConsumerIdList::decode(&cmd.body) {
                     Ok(list) => list.consumer_id_list,
                     Err(e) => {
-                        warn!(%group, %topic, error = %e, "bad consumer list; assignment kept");
+                        c.failed(ConsumerError::Rebalance {
+                            topic: topic.to_owned(),
+                            error: ClientError::BadResponse(e.to_string()),
+                        });
                         return;
                     }
                 }
@@ -758,8 +767,11 @@ impl Client {
                 c.rebalance_at = c.rebalance_at.min(now + REBALANCE_RETRY);
                 return;
             }
-            Err(e) => {
-                debug!(%group, %topic, error = %e, "consumer list failed; assignment kept");
+            Err(error) => {
+                c.failed(ConsumerError::Rebalance {
+                    topic: topic.to_owned(),
+                    error,
+                });
                 return;
             }
         };
@@ -775,7 +787,10 @@ impl Client {
         let mine = match c.config.allocate.allocate(&own, &all, &cids) {
             Ok(mine) => mine,
             Err(e) => {
-                warn!(%group, %topic, error = %e, "allocation failed; assignment kept");
+                c.failed(ConsumerError::Rebalance {
+                    topic: topic.to_owned(),
+                    error: ClientError::ConsumerState(e.to_string()),
+                });
                 return;
             }
         };
@@ -950,6 +965,16 @@ impl Client {
         );
     }
 
+    /// Reading or writing the offset of `queue` failed.
+    fn offset_failed(&mut self, group: &str, queue: &MessageQueue, error: ClientError) {
+        if let Some(c) = self.consumers.groups.get_mut(group) {
+            c.failed(ConsumerError::Offset {
+                queue: queue.clone(),
+                error,
+            });
+        }
+    }
+
     /// The slot of `queue` if it still has this generation.
     fn slot(&mut self, group: &str, queue: &MessageQueue, generation: u64) -> Option<&mut Slot> {
         self.consumers
@@ -975,19 +1000,20 @@ impl Client {
                 match cmd.header::<QueryConsumerOffsetResponseHeader>() {
                     Ok(h) => Some(h.offset).filter(|o| *o >= 0),
                     Err(e) => {
-                        warn!(%group, %queue, error = %e, "bad offset answer; trying again");
+                        let error = ClientError::BadResponse(e.to_string());
+                        self.offset_failed(group, &queue, error);
                         return self.retry_start(now, group, &queue, generation);
                     }
                 }
             }
             Ok(cmd) if cmd.response_code() == ResponseCode::QUERY_NOT_FOUND => None,
             Ok(cmd) => {
-                let e = remote(cmd.response_code(), cmd);
-                warn!(%group, %queue, error = %e, "offset query refused; trying again");
+                let error = remote(cmd.response_code(), cmd);
+                self.offset_failed(group, &queue, error);
                 return self.retry_start(now, group, &queue, generation);
             }
             Err(e) => {
-                warn!(%group, %queue, error = %e, "offset query failed; trying again");
+                self.offset_failed(group, &queue, e.clone());
                 return self.retry_start(now, group, &queue, generation);
             }
         };
@@ -1081,11 +1107,12 @@ impl Client {
                 }
             }
             Ok(cmd) => {
-                warn!(%group, %queue, code = ?cmd.response_code(), "start offset refused; trying again");
+                let error = remote(cmd.response_code(), &cmd);
+                self.offset_failed(group, &queue, error);
                 self.retry_start(now, group, &queue, generation);
             }
-            Err(e) => {
-                warn!(%group, %queue, error = %e, "start offset failed; trying again");
+            Err(error) => {
+                self.offset_failed(group, &queue, error);
                 self.retry_start(now, group, &queue, generation);
             }
         }
@@ -1276,9 +1303,9 @@ impl Client {
         let pulled = match result {
             Ok(Reply::Pulled(p)) => p,
             Ok(_) => return,
-            Err(e) => {
-                warn!(%group, %queue, error = %e, "pull failed; trying again later");
+            Err(error) => {
                 slot.pull = PullState::At(now + PULL_RETRY_DELAY);
+                c.failed(ConsumerError::Pull { queue, error });
                 return;
             }
         };
@@ -1616,12 +1643,16 @@ impl Client {
                     c.release(freed.0, freed.1);
                     c.stats.sent_back += 1;
                 } else {
-                    let why = match &answer {
-                        Ok(cmd) => remote(cmd.response_code(), cmd).to_string(),
-                        Err(e) => e.to_string(),
+                    let error = match &answer {
+                        Ok(cmd) => remote(cmd.response_code(), cmd),
+                        Err(e) => e.clone(),
                     };
-                    warn!(%group, %queue, offset, %why, "send-back failed; the message is retried here and its offset held");
                     pq.retry_locally(offset, now + LOCAL_RETRY_DELAY);
+                    c.failed(ConsumerError::SendBack {
+                        queue: queue.clone(),
+                        offset,
+                        error,
+                    });
                 }
             }
         }
@@ -1926,7 +1957,11 @@ impl Client {
                         o.persisted = offset;
                     }
                 } else {
-                    debug!(%group, %queue, offset, "offset write failed; written again later");
+                    let error = match answer {
+                        Ok(cmd) => remote(cmd.response_code(), &cmd),
+                        Err(e) => e,
+                    };
+                    self.offset_failed(&group, &queue, error);
                 }
                 if last {
                     self.finishing_answered(&group);

@@ -244,10 +244,17 @@ fn a_consumer_rebalances_pulls_delivers_retries_and_commits() {
             .map(|(_, qs)| qs.clone())
             .unwrap()
     };
-    assert_eq!(
-        q0(&stats(&mut h)).committable_offset,
-        Some(10),
-        "10 holds the offset"
+    let s = stats(&mut h);
+    assert_eq!(q0(&s).committable_offset, Some(10), "10 holds the offset");
+    // The failure is counted where the user can see it.
+    assert_eq!(s.errors.send_back, 1);
+    assert!(
+        matches!(
+            &s.errors.last,
+            Some(crate::consumer::ConsumerError::SendBack { offset: 10, .. })
+        ),
+        "{:?}",
+        s.errors
     );
 
     // Five seconds later it is delivered here again, counted as a reconsume.

@@ -15,6 +15,7 @@ pub use subscription::{Selector, SubscribeError, Subscriptions};
 
 use std::collections::BTreeMap;
 
+use crate::error::ClientError;
 use crate::protocol::message::MessageExt;
 use crate::protocol::MessageQueue;
 
@@ -92,4 +93,81 @@ pub struct ConsumerStats {
     pub sent_back: u64,
     /// Rebalances that changed this consumer's queues.
     pub rebalances: u64,
+    /// Failures of the consumer's background work, by kind.
+    pub errors: ErrorCounts,
+}
+
+/// A failure in a consumer's background work, which no user call waits for:
+/// the consumer logs it, tries again as Java does, and counts it in
+/// [`ConsumerStats::errors`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumerError {
+    /// A pull failed (broker unavailable, timed out, refused, bad answer);
+    /// the queue pulls again after a pause.
+    #[error("pull of {queue} failed: {error}")]
+    Pull {
+        /// The queue.
+        queue: MessageQueue,
+        /// Why.
+        error: ClientError,
+    },
+    /// Reading or writing a queue's offset failed (broker or local file);
+    /// tried again later.
+    #[error("offset of {queue}: {error}")]
+    Offset {
+        /// The queue.
+        queue: MessageQueue,
+        /// Why.
+        error: ClientError,
+    },
+    /// A rebalance of the topic could not run (no consumer list, allocation
+    /// failed); the current assignment is kept.
+    #[error("rebalance of {topic}: {error}")]
+    Rebalance {
+        /// The topic.
+        topic: String,
+        /// Why.
+        error: ClientError,
+    },
+    /// A failed message could not be sent back to the broker; it is retried
+    /// here and holds its queue's offset.
+    #[error("send-back of {queue} offset {offset}: {error}")]
+    SendBack {
+        /// The queue.
+        queue: MessageQueue,
+        /// The message's queue offset.
+        offset: i64,
+        /// Why.
+        error: ClientError,
+    },
+}
+
+/// How many background failures of each kind a consumer has met, and the
+/// latest one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCounts {
+    /// Failed pulls.
+    pub pull: u64,
+    /// Failed offset reads and writes.
+    pub offset: u64,
+    /// Rebalances that could not run.
+    pub rebalance: u64,
+    /// Failed send-backs.
+    pub send_back: u64,
+    /// The latest failure.
+    pub last: Option<ConsumerError>,
+}
+
+impl ErrorCounts {
+    /// Counts `error` and keeps it as the latest.
+    pub fn count(&mut self, error: ConsumerError) {
+        match &error {
+            ConsumerError::Pull { .. } => self.pull += 1,
+            ConsumerError::Offset { .. } => self.offset += 1,
+            ConsumerError::Rebalance { .. } => self.rebalance += 1,
+            ConsumerError::SendBack { .. } => self.send_back += 1,
+        }
+        self.last = Some(error);
+    }
 }
