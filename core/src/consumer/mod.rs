@@ -59,8 +59,43 @@ pub struct ConsumeContext {
     pub reconsume_times: i32,
     /// When the call was handed out, ms since the epoch.
     pub consume_start_ms: i64,
-    /// Free-form attributes the core adds (none yet; for future use by listeners).
+    /// Free-form attributes (the seed's `set_attribute` / `get_attribute`):
+    /// empty when the call starts, for a listener's own use on its context.
     pub attributes: BTreeMap<String, String>,
+}
+
+impl ConsumeContext {
+    /// The topic of the queue the messages came from: the group's retry topic
+    /// for messages delivered again (each message shows its original topic).
+    pub fn topic(&self) -> &str {
+        &self.queue.topic
+    }
+
+    /// The queue id the messages came from.
+    pub fn queue_id(&self) -> i32 {
+        self.queue.queue_id
+    }
+
+    /// The broker the messages came from.
+    pub fn broker_name(&self) -> &str {
+        &self.queue.broker_name
+    }
+
+    /// Sets an attribute.
+    pub fn set_attribute(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.attributes.insert(key.into(), value.into());
+    }
+
+    /// An attribute, if set.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    /// How long the call has run at `now_ms` (ms since the epoch): the seed's
+    /// `get_consume_duration`, with the clock read by the caller.
+    pub fn consume_duration(&self, now_ms: i64) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(now_ms - self.consume_start_ms).unwrap_or(0))
+    }
 }
 
 /// A listener call for the adapter to run: from [`Output::Deliver`](crate::Output::Deliver).
