@@ -1291,13 +1291,19 @@ impl Client {
         }
     }
 
-    /// Requests a broker sends to the client. None is handled yet: each gets
-    /// REQUEST_CODE_NOT_SUPPORTED (oneway ones get nothing), never silence.
+    /// Requests a broker sends to the client: the group-change notice and
+    /// offset resets are handled; any other gets REQUEST_CODE_NOT_SUPPORTED
+    /// (oneway ones get nothing), never silence.
     fn on_server_request(&mut self, conn: ConnId, cmd: RemotingCommand) {
         debug!(%conn, code = cmd.code, "server request");
         if cmd.request_code() == RequestCode::NOTIFY_CONSUMER_IDS_CHANGED {
             // Oneway from the broker: nothing to answer.
             self.on_ids_changed(self.last_now, &cmd);
+            return;
+        }
+        if cmd.request_code() == RequestCode::RESET_CONSUMER_CLIENT_OFFSET {
+            // Oneway from the broker too.
+            self.on_reset_offset(self.last_now, &cmd);
             return;
         }
         if cmd.is_oneway() {

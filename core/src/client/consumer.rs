@@ -24,7 +24,7 @@ use crate::consumer::{
 };
 use crate::error::ClientError;
 use crate::protocol::body::{
-    ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerIdList, SubscriptionData,
+    ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerIdList, ResetOffsetBody, SubscriptionData,
 };
 use crate::protocol::code::{RequestCode, ResponseCode};
 use crate::protocol::command::RemotingCommand;
@@ -32,7 +32,8 @@ use crate::protocol::header::{
     pull_flag, ConsumerSendMsgBackRequestHeader, GetConsumerListByGroupRequestHeader,
     GetMaxOffsetRequestHeader, NotifyConsumerIdsChangedRequestHeader, OffsetResponseHeader,
     PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
-    SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    ResetOffsetRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
 };
 use crate::protocol::message::{property, MessageExt};
 use crate::protocol::MessageQueue;
@@ -1279,9 +1280,6 @@ impl Client {
         answer: Result<RemotingCommand, ClientError>,
     ) {
         let decode = self.config.decode.clone();
-        // A generation for the queue in case the broker resets it below.
-        self.consumers.next_generation += 1;
-        let fresh = self.consumers.next_generation;
         let Some(c) = self.consumers.groups.get_mut(group) else {
             return;
         };
@@ -1368,19 +1366,8 @@ impl Client {
                 pq.nothing_new(now, pulled.next_begin_offset);
             }
             PullStatus::OffsetIllegal => {
-                // The broker corrected the offset: start over from its answer,
-                // as a new generation so that calls still running on the old
-                // cache cannot touch the new one.
-                warn!(%group, %queue, from = pq.next_pull_offset(), to = pulled.next_begin_offset, "offset illegal; moved by the broker");
-                pq.reset(pulled.next_begin_offset);
-                slot.generation = fresh;
-                freed = true;
-                let o = c.offsets.entry(queue.clone()).or_insert(Offset {
-                    committed: pulled.next_begin_offset,
-                    persisted: -1,
-                });
-                o.committed = pulled.next_begin_offset;
-                o.persisted = -1;
+                // The broker moved the offset (out of range, or reset by an
+                // operator): the queue starts over from its answer, below.
                 moved = Some(pulled.next_begin_offset);
             }
         }
@@ -1402,17 +1389,8 @@ impl Client {
         }
         self.update_committed(group, &queue);
         if let Some(to) = moved {
-            // The broker's correction is written at once, as Java does.
-            if self
-                .consumers
-                .groups
-                .get(group)
-                .is_some_and(|c| c.local.is_some())
-            {
-                self.persist_local(group, false);
-            } else {
-                self.update_offset(now, group, &queue, to, false);
-            }
+            self.reset_queue(now, group, &queue, to);
+            freed = true;
         }
         let generation = self
             .consumers
@@ -1991,6 +1969,63 @@ impl Client {
                 self.persist_offsets(now, &h.consumer_group, false);
             }
         }
+    }
+
+    /// RESET_CONSUMER_CLIENT_OFFSET: the broker (one that leaves resets to its
+    /// clients; a 5.x broker resets on its side and answers the next pull
+    /// OFFSET_MOVED instead) tells the group to move the offsets of a topic's
+    /// queues, backwards too. Each queue of the table that this consumer owns
+    /// starts over there: its cache is dropped, calls running on it no longer
+    /// count, and the new offset is written at once.
+    pub(super) fn on_reset_offset(&mut self, now: Instant, cmd: &RemotingCommand) {
+        let header = match cmd.header::<ResetOffsetRequestHeader>() {
+            Ok(h) => h,
+            Err(e) => return warn!(error = %e, "bad offset reset request"),
+        };
+        let body = match ResetOffsetBody::decode(&cmd.body) {
+            Ok(b) => b,
+            Err(e) => return warn!(group = %header.group, error = %e, "bad offset reset body"),
+        };
+        for (queue, offset) in body.offset_table {
+            if queue.topic == header.topic && offset >= 0 {
+                self.reset_queue(now, &header.group, &queue, offset);
+            }
+        }
+        self.room_freed(now, &header.group);
+    }
+
+    /// Moves `queue`'s offset to `offset`, as the broker ordered.
+    fn reset_queue(&mut self, now: Instant, group: &str, queue: &MessageQueue, offset: i64) {
+        self.consumers.next_generation += 1;
+        let fresh = self.consumers.next_generation;
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let Some(slot) = c.queues.get_mut(queue) else {
+            return;
+        };
+        let Some(pq) = &mut slot.pq else {
+            return;
+        };
+        warn!(%group, %queue, from = pq.next_pull_offset(), to = offset, "offset reset by the broker");
+        let (count, bytes) = pq.reset(offset);
+        slot.generation = fresh;
+        // A pull out now answers for the old generation and is ignored.
+        slot.pull = PullState::At(now);
+        c.release(count, bytes);
+        c.offsets.insert(
+            queue.clone(),
+            Offset {
+                committed: offset,
+                persisted: -1,
+            },
+        );
+        if c.local.is_some() {
+            self.persist_local(group, false);
+        } else {
+            self.update_offset(now, group, queue, offset, false);
+        }
+        self.pull_or_wait(now, group, queue);
     }
 
     /// Whether a group's consumer exists (for tests and adapters).

@@ -543,3 +543,109 @@ fn broadcasting_keeps_a_dropped_queues_offset_and_commits_nothing_on_the_broker(
         3
     );
 }
+
+#[test]
+fn the_broker_resets_offsets_backwards_and_calls_on_the_old_cache_no_longer_count() {
+    let (mut h, broker, pulls) = started(ConsumerConfig::new("G"));
+    let pull_of = |out: &[Output], queue_id: i32| {
+        transmits(out).into_iter().find(|(_, r)| {
+            r.request_code() == RequestCode::PULL_MESSAGE
+                && r.header::<PullMessageRequestHeader>().unwrap().queue_id == queue_id
+        })
+    };
+    let writes = |out: &[Output]| -> Vec<UpdateConsumerOffsetRequestHeader> {
+        transmits(out)
+            .iter()
+            .filter(|(_, r)| r.request_code() == RequestCode::UPDATE_CONSUMER_OFFSET)
+            .map(|(_, r)| r.header().unwrap())
+            .collect()
+    };
+    let (_, p0) = pulls
+        .iter()
+        .find(|(_, p)| p.header::<PullMessageRequestHeader>().unwrap().queue_id == 0)
+        .unwrap();
+    let out = h.respond(broker, found(p0.opaque, 0, 10..13));
+    let tickets: Vec<Ticket> = deliveries(&out).iter().map(|d| d.ticket).collect();
+    assert_eq!(tickets.len(), 3);
+    h.client.handle_input(
+        h.now,
+        Input::Consumed {
+            ticket: tickets[0],
+            result: ConsumeResult::Success,
+        },
+    );
+    h.outputs();
+
+    // An operator resets the group to offset 5 (a broker that leaves resets to
+    // its clients): the new offset is written at once and pulled from.
+    let body = crate::protocol::body::ResetOffsetBody {
+        offset_table: [(MessageQueue::new("T", "broker-a", 0), 5)]
+            .into_iter()
+            .collect(),
+    };
+    let mut reset = RemotingCommand::request(RequestCode::RESET_CONSUMER_CLIENT_OFFSET, 77)
+        .with_header(&crate::protocol::header::ResetOffsetRequestHeader {
+            group: "G".into(),
+            topic: "T".into(),
+            queue_id: None,
+            offset: None,
+            timestamp: 0,
+            is_force: true,
+        })
+        .with_body(body.encode())
+        .with_oneway();
+    reset.language = LanguageCode::Java;
+    let out = h.respond(broker, reset);
+    let w = writes(&out);
+    assert_eq!(
+        (w.len(), w[0].queue_id, w[0].commit_offset),
+        (1, 0, 5),
+        "{out:?}"
+    );
+    let (_, again) = pull_of(&out, 0).expect("pulled again from the new offset");
+    assert_eq!(
+        again
+            .header::<PullMessageRequestHeader>()
+            .unwrap()
+            .queue_offset,
+        5
+    );
+    // The calls still running on the old cache finish: they move nothing.
+    for ticket in &tickets[1..] {
+        h.client.handle_input(
+            h.now,
+            Input::Consumed {
+                ticket: *ticket,
+                result: ConsumeResult::Success,
+            },
+        );
+    }
+    assert!(writes(&h.outputs()).is_empty());
+    let out = h.advance(Duration::from_secs(5));
+    assert!(
+        writes(&out)
+            .iter()
+            .all(|w| w.queue_id != 0 || w.commit_offset == 5),
+        "queue 0 stays at 5: {:?}",
+        writes(&out)
+    );
+
+    // The broker's own reset (5.x) comes as OFFSET_MOVED on a pull: the same.
+    let moved = RemotingCommand::response(ResponseCode::PULL_OFFSET_MOVED, again.opaque, None)
+        .with_header(&PullMessageResponseHeader {
+            next_begin_offset: 2,
+            max_offset: 20,
+            ..PullMessageResponseHeader::default()
+        });
+    let out = h.respond(broker, moved);
+    let w = writes(&out);
+    assert_eq!((w.len(), w[0].commit_offset), (1, 2), "{out:?}");
+    let (_, after) = pull_of(&out, 0).expect("pulled from the broker's offset");
+    assert_eq!(
+        after
+            .header::<PullMessageRequestHeader>()
+            .unwrap()
+            .queue_offset,
+        2
+    );
+}
