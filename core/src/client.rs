@@ -33,9 +33,9 @@ use crate::protocol::command::{RemotingCommand, CLIENT_VERSION};
 use crate::protocol::compress::CompressionType;
 use crate::protocol::frame::{SerializeType, DEFAULT_MAX_FRAME_LEN};
 use crate::protocol::header::{
-    pull_flag, GetRouteInfoRequestHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
-    UnregisterClientRequestHeader,
+    pull_flag, GetConsumerRunningInfoRequestHeader, GetRouteInfoRequestHeader,
+    PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeader,
+    SendMessageRequestHeaderV2, SendMessageResponseHeader, UnregisterClientRequestHeader,
 };
 use crate::protocol::message::{
     self, property, DecodeOptions, Message, MessageExt, UniqueIdGenerator,
@@ -1291,8 +1291,9 @@ impl Client {
         }
     }
 
-    /// Requests a broker sends to the client: the group-change notice and
-    /// offset resets are handled; any other gets REQUEST_CODE_NOT_SUPPORTED
+    /// Requests a broker sends to the client: the group-change notice, offset
+    /// resets and running-info queries are handled; any other gets
+    /// REQUEST_CODE_NOT_SUPPORTED
     /// (oneway ones get nothing), never silence.
     fn on_server_request(&mut self, conn: ConnId, cmd: RemotingCommand) {
         debug!(%conn, code = cmd.code, "server request");
@@ -1309,11 +1310,29 @@ impl Client {
         if cmd.is_oneway() {
             return;
         }
-        let mut response = RemotingCommand::response(
-            ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
-            cmd.opaque,
-            Some(format!(" request type {} not supported", cmd.code)),
-        );
+        let mut response = if cmd.request_code() == RequestCode::GET_CONSUMER_RUNNING_INFO {
+            let group = cmd
+                .header::<GetConsumerRunningInfoRequestHeader>()
+                .map(|h| h.consumer_group)
+                .unwrap_or_default();
+            match self.running_info(&group) {
+                Some(info) => RemotingCommand::response(ResponseCode::SUCCESS, cmd.opaque, None)
+                    .with_body(info.encode()),
+                None => RemotingCommand::response(
+                    ResponseCode::SYSTEM_ERROR,
+                    cmd.opaque,
+                    Some(format!(
+                        "The Consumer Group <{group}> not exist in this consumer"
+                    )),
+                ),
+            }
+        } else {
+            RemotingCommand::response(
+                ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+                cmd.opaque,
+                Some(format!(" request type {} not supported", cmd.code)),
+            )
+        };
         response.language = self.config.language;
         let mut buf = BytesMut::new();
         if response

@@ -26,6 +26,11 @@ use crate::error::ClientError;
 use crate::protocol::body::{
     ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerIdList, ResetOffsetBody, SubscriptionData,
 };
+use crate::protocol::body::{
+    ConsumeStatus, ConsumerRunningInfo, ProcessQueueInfo, PROP_CLIENT_VERSION,
+    PROP_CONSUMER_START_TIMESTAMP, PROP_CONSUME_ORDERLY, PROP_CONSUME_TYPE, PROP_NAMESERVER_ADDR,
+    PROP_THREADPOOL_CORE_SIZE,
+};
 use crate::protocol::code::{RequestCode, ResponseCode};
 use crate::protocol::command::RemotingCommand;
 use crate::protocol::header::{
@@ -139,6 +144,8 @@ struct Consumer {
     /// Committed offsets: what the group has consumed up to, per queue.
     offsets: BTreeMap<MessageQueue, Offset>,
     rebalance_at: Instant,
+    /// When it started, ms since the epoch.
+    started_ms: i64,
     /// While a topic it reads has no route (a retry topic the broker creates on
     /// the first heartbeat or send-back, say), when to ask again.
     route_retry_at: Option<Instant>,
@@ -428,6 +435,7 @@ impl Client {
                 cached_bytes: 0,
                 offsets: BTreeMap::new(),
                 rebalance_at: now,
+                started_ms: self.wall_ms(now),
                 route_retry_at: None,
                 persist_at,
                 listing: BTreeSet::new(),
@@ -2026,6 +2034,107 @@ impl Client {
             self.update_offset(now, group, queue, offset, false);
         }
         self.pull_or_wait(now, group, queue);
+    }
+
+    /// GET_CONSUMER_RUNNING_INFO: what `mqadmin consumerStatus` and the
+    /// dashboard show of a consumer, in Java's shape: its settings and the
+    /// `PROP_*` keys, subscriptions, and per queue its cache and offsets.
+    pub(super) fn running_info(&self, group: &str) -> Option<ConsumerRunningInfo> {
+        let c = self.consumers.groups.get(group)?;
+        let cfg = &c.config;
+        let wall = |t: Option<Instant>| t.map_or(0, |t| self.wall_ms(t));
+        let mut properties: BTreeMap<String, String> = [
+            (PROP_CONSUME_TYPE, "CONSUME_PASSIVELY".to_owned()),
+            (PROP_CONSUME_ORDERLY, "false".to_owned()),
+            (PROP_CONSUMER_START_TIMESTAMP, c.started_ms.to_string()),
+            (
+                PROP_NAMESERVER_ADDR,
+                self.config
+                    .name_servers
+                    .iter()
+                    .map(|a| format!("{a};"))
+                    .collect(),
+            ),
+            (
+                PROP_THREADPOOL_CORE_SIZE,
+                cfg.consume_concurrency.to_string(),
+            ),
+            (PROP_CLIENT_VERSION, "V5_3_3".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in [
+            ("consumerGroup", cfg.group.clone()),
+            (
+                "messageModel",
+                format!("{:?}", cfg.message_model).to_uppercase(),
+            ),
+            (
+                "allocateMessageQueueStrategy",
+                cfg.allocate.name().to_owned(),
+            ),
+            ("maxReconsumeTimes", cfg.max_reconsume_times.to_string()),
+            ("consumeThreadMin", cfg.consume_concurrency.to_string()),
+            ("consumeThreadMax", cfg.consume_concurrency.to_string()),
+            (
+                "consumeTimeout",
+                (cfg.consume_timeout.as_secs() / 60).to_string(),
+            ),
+            (
+                "consumeMessageBatchMaxSize",
+                cfg.consume_batch_size.to_string(),
+            ),
+            ("pullBatchSize", cfg.pull_batch_size.to_string()),
+            ("pullInterval", cfg.pull_interval.as_millis().to_string()),
+            ("pullThresholdForQueue", cfg.queue_cache_count.to_string()),
+            (
+                "pullThresholdSizeForQueue",
+                (cfg.queue_cache_bytes >> 20).to_string(),
+            ),
+            ("consumeConcurrentlyMaxSpan", cfg.max_span.to_string()),
+            (
+                "persistConsumerOffsetInterval",
+                cfg.persist_interval.as_millis().to_string(),
+            ),
+            ("clientIP", self.config.client_ip.to_string()),
+            ("instanceName", self.config.instance_name.clone()),
+        ] {
+            properties.insert(k.to_owned(), v);
+        }
+        let mq_table = c
+            .queues
+            .iter()
+            .filter_map(|(q, slot)| {
+                let pq = slot.pq.as_ref()?;
+                let stats = pq.stats();
+                let (min, max) = pq.cached_range().unwrap_or((0, 0));
+                let info = ProcessQueueInfo {
+                    commit_offset: c.offsets.get(q).map_or(-1, |o| o.committed),
+                    cached_msg_min_offset: min,
+                    cached_msg_max_offset: max,
+                    cached_msg_count: i32::try_from(stats.cached_count).unwrap_or(i32::MAX),
+                    cached_msg_size_in_mib: i32::try_from(stats.cached_bytes >> 20)
+                        .unwrap_or(i32::MAX),
+                    last_pull_timestamp: wall(stats.last_pull),
+                    last_consume_timestamp: wall(stats.last_consume),
+                    ..ProcessQueueInfo::default()
+                };
+                Some((q.clone(), info))
+            })
+            .collect();
+        let status_table = c
+            .topics()
+            .into_iter()
+            .map(|t| (t, ConsumeStatus::default()))
+            .collect();
+        Some(ConsumerRunningInfo {
+            properties,
+            subscription_set: c.heartbeat_data().subscription_data_set,
+            mq_table,
+            status_table,
+            ..ConsumerRunningInfo::default()
+        })
     }
 
     /// Whether a group's consumer exists (for tests and adapters).

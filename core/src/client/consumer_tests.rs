@@ -649,3 +649,42 @@ fn the_broker_resets_offsets_backwards_and_calls_on_the_old_cache_no_longer_coun
         2
     );
 }
+
+#[test]
+fn running_info_answers_for_the_group_in_javas_shape() {
+    use crate::protocol::body::{ConsumerRunningInfo, PROP_CONSUME_TYPE};
+    use crate::protocol::header::GetConsumerRunningInfoRequestHeader;
+    let (mut h, broker, _pulls) = started(ConsumerConfig::new("G"));
+    let ask = |h: &mut Harness, group: &str, opaque: i32| {
+        let mut q = RemotingCommand::request(RequestCode::GET_CONSUMER_RUNNING_INFO, opaque)
+            .with_header(&GetConsumerRunningInfoRequestHeader {
+                consumer_group: group.into(),
+                client_id: h.client.client_id().to_owned(),
+                jstack_enable: Some(false),
+            });
+        q.language = LanguageCode::Java;
+        let out = h.respond(broker, q);
+        let (_, answer) = transmits(&out).remove(0);
+        assert!(answer.is_response());
+        assert_eq!(answer.opaque, opaque);
+        answer
+    };
+    let answer = ask(&mut h, "G", 501);
+    assert_eq!(answer.response_code(), ResponseCode::SUCCESS);
+    let info = ConsumerRunningInfo::decode(&answer.body).unwrap();
+    assert_eq!(
+        info.properties.get(PROP_CONSUME_TYPE).map(String::as_str),
+        Some("CONSUME_PASSIVELY")
+    );
+    let topics: Vec<&str> = info
+        .subscription_set
+        .iter()
+        .map(|s| s.topic.as_str())
+        .collect();
+    assert_eq!(topics, ["T", "%RETRY%G"]);
+    assert_eq!(info.mq_table.len(), 4);
+    let q0 = &info.mq_table[&MessageQueue::new("T", "broker-a", 0)];
+    assert_eq!((q0.commit_offset, q0.cached_msg_count), (10, 0));
+    let unknown = ask(&mut h, "other", 502);
+    assert_eq!(unknown.response_code(), ResponseCode::SYSTEM_ERROR);
+}

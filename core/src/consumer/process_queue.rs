@@ -105,6 +105,14 @@ impl ProcessQueue {
         self.bytes
     }
 
+    /// The lowest and highest cached offsets, if any is cached.
+    pub fn cached_range(&self) -> Option<(i64, i64)> {
+        Some((
+            *self.cached.keys().next()?,
+            *self.cached.keys().next_back()?,
+        ))
+    }
+
     /// Distance from the first to the last cached offset (0 when fewer than two).
     pub fn span(&self) -> i64 {
         match (self.cached.keys().next(), self.cached.keys().next_back()) {
