@@ -830,10 +830,11 @@ impl Client {
             Call::StartConsumer {
                 config,
                 subscriptions,
-            } => {
-                let result = self.start_consumer(now, *config, subscriptions);
-                self.reply(id, result);
-            }
+            } => match self.start_consumer(now, id, timeout, *config, subscriptions) {
+                Ok(Some(reply)) => self.reply(id, Ok(reply)),
+                Ok(None) => {}
+                Err(e) => self.reply(id, Err(e)),
+            },
             Call::Subscribe {
                 group,
                 topic,

@@ -17,14 +17,15 @@ use tracing::{debug, info, warn};
 use super::{on_pull, remote, Client, Expect, Output, PullStatus, Reply};
 use crate::consumer::allocate::AllocateStrategy;
 use crate::consumer::local_store;
-use crate::consumer::subscription::{tag_matches, Selector};
+use crate::consumer::subscription::{tag_matches, Selector, SubscribeError};
 use crate::consumer::{
     ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerConfig, ConsumerError, ConsumerStats,
     Delivery, MessageModel, ProcessQueue, Subscriptions, Ticket,
 };
 use crate::error::ClientError;
 use crate::protocol::body::{
-    ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerIdList, ResetOffsetBody, SubscriptionData,
+    CheckClientRequestBody, ConsumeFromWhere, ConsumeType, ConsumerData, ConsumerIdList,
+    ExpressionType, ResetOffsetBody, SubscriptionData,
 };
 use crate::protocol::body::{
     ConsumeStatus, ConsumerRunningInfo, ProcessQueueInfo, PROP_CLIENT_VERSION,
@@ -125,6 +126,24 @@ pub(super) enum ConsumerOp {
     },
     /// The group unregistered at shutdown.
     Unregister,
+    /// A broker's answer to a start's subscription check.
+    CheckClient {
+        topic: String,
+    },
+}
+
+/// A start waiting for the brokers to accept its SQL92 subscriptions (Java's
+/// `checkClientInBroker`): one broker of each such topic is asked once its
+/// route is known. A topic that has no route by the deadline is not checked,
+/// as in Java.
+#[derive(Debug)]
+struct StartCheck {
+    call: CallId,
+    /// SQL92 topics whose route has not come yet.
+    topics: BTreeSet<String>,
+    /// Checks sent and not answered.
+    out: usize,
+    deadline: Instant,
 }
 
 #[derive(Debug)]
@@ -146,6 +165,8 @@ struct Consumer {
     rebalance_at: Instant,
     /// When it started, ms since the epoch.
     started_ms: i64,
+    /// The start call, while brokers check its subscriptions.
+    check: Option<StartCheck>,
     /// While a topic it reads has no route (a retry topic the broker creates on
     /// the first heartbeat or send-back, say), when to ask again.
     route_retry_at: Option<Instant>,
@@ -364,7 +385,12 @@ impl Client {
                 see(s.deadline);
                 continue;
             }
-            see(c.rebalance_at);
+            if c.check.is_none() {
+                see(c.rebalance_at);
+            }
+            if let Some(check) = &c.check {
+                see(check.deadline);
+            }
             if let Some(t) = c.route_retry_at {
                 see(t);
             }
@@ -383,12 +409,16 @@ impl Client {
 
     /// Starts a consumer: checked, registered, heartbeats and routes at once,
     /// then the first rebalance as soon as routes are in.
+    /// Starts a consumer. The reply is `None` while brokers check its SQL92
+    /// subscriptions; [`finish_check`](Self::finish_check) answers `call` then.
     pub(super) fn start_consumer(
         &mut self,
         now: Instant,
+        call: CallId,
+        timeout: Duration,
         config: ConsumerConfig,
         subscriptions: Vec<(String, Selector)>,
-    ) -> Result<Reply, ClientError> {
+    ) -> Result<Option<Reply>, ClientError> {
         config.validate().map_err(ClientError::Config)?;
         if self.consumers.groups.contains_key(&config.group) {
             return Err(ClientError::ConsumerState(format!(
@@ -436,6 +466,7 @@ impl Client {
                 offsets: BTreeMap::new(),
                 rebalance_at: now,
                 started_ms: self.wall_ms(now),
+                check: None,
                 route_retry_at: None,
                 persist_at,
                 listing: BTreeSet::new(),
@@ -446,7 +477,115 @@ impl Client {
         );
         self.heartbeat_at = Some(now);
         self.want_routes(now, &group);
-        Ok(Reply::Done)
+        let Some(c) = self.consumers.groups.get_mut(&group) else {
+            return Ok(Some(Reply::Done));
+        };
+        let sql: BTreeSet<String> = c
+            .topics()
+            .into_iter()
+            .filter(|t| {
+                c.subscription(t)
+                    .is_some_and(|s| s.expression_type != ExpressionType::Tag)
+            })
+            .collect();
+        if sql.is_empty() {
+            return Ok(Some(Reply::Done));
+        }
+        c.check = Some(StartCheck {
+            call,
+            topics: sql.clone(),
+            out: 0,
+            deadline: now + timeout,
+        });
+        let known: Vec<String> = sql
+            .into_iter()
+            .filter(|t| self.routes.contains_key(t))
+            .collect();
+        for topic in known {
+            self.check_topic(now, &group, &topic);
+        }
+        Ok(None)
+    }
+
+    /// Asks one broker of `topic` whether it accepts the group's subscription.
+    fn check_topic(&mut self, now: Instant, group: &str, topic: &str) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let sub = c.subscription(topic);
+        let Some(check) = c.check.as_mut() else {
+            return;
+        };
+        if !check.topics.remove(topic) {
+            return;
+        }
+        let addr = self
+            .routes
+            .get(topic)
+            .and_then(|r| r.data.broker_datas.iter().find_map(|b| b.master_addr()))
+            .map(str::to_owned);
+        if let (Some(addr), Some(sub)) = (addr, sub) {
+            check.out += 1;
+            let body = CheckClientRequestBody {
+                client_id: self.client_id.clone(),
+                group: group.to_owned(),
+                namespace: None,
+                subscription_data: Some(sub),
+            };
+            let request = RemotingCommand::request(RequestCode::CHECK_CLIENT_CONFIG, 0)
+                .with_body(Bytes::from(body.encode()));
+            let timeout = self.config.request_timeout;
+            let op = ConsumerOp::CheckClient {
+                topic: topic.to_owned(),
+            };
+            self.consumer_request(now, group, &addr, request, op, timeout);
+        }
+        self.finish_check(now, group, None);
+    }
+
+    /// Ends a start's check once nothing is left to ask, or at once with
+    /// `refused`: the start call is answered, and a refused consumer is gone.
+    fn finish_check(&mut self, now: Instant, group: &str, refused: Option<ClientError>) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let Some(check) = &c.check else {
+            return;
+        };
+        if refused.is_none() && (check.out > 0 || !check.topics.is_empty()) {
+            return;
+        }
+        let call = check.call;
+        c.check = None;
+        match refused {
+            None => {
+                c.rebalance_at = now;
+                self.reply(call, Ok(Reply::Done));
+            }
+            Some(e) => {
+                warn!(%group, error = %e, "consumer not started");
+                self.reply(call, Err(e));
+                self.remove_consumer(group);
+                let header = UnregisterClientRequestHeader {
+                    client_id: self.client_id.clone(),
+                    producer_group: None,
+                    consumer_group: Some(group.to_owned()),
+                };
+                for addr in self.heartbeated.clone() {
+                    let request = RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0)
+                        .with_header(&header);
+                    let timeout = self.config.request_timeout;
+                    self.consumer_request(
+                        now,
+                        group,
+                        &addr,
+                        request,
+                        ConsumerOp::Unregister,
+                        timeout,
+                    );
+                }
+            }
+        }
     }
 
     /// Asks for the routes of the group's topics that have none yet.
@@ -475,6 +614,16 @@ impl Client {
     pub(super) fn consumer_route_arrived(&mut self, now: Instant, topic: &str) {
         if !self.has_consumers() {
             return;
+        }
+        let checking: Vec<String> = self
+            .consumers
+            .groups
+            .iter()
+            .filter(|(_, c)| c.check.as_ref().is_some_and(|k| k.topics.contains(topic)))
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in checking {
+            self.check_topic(now, &group, topic);
         }
         // The broker must know this client before it lists the group: brokers
         // met for the first time get their heartbeat ahead of the rebalance.
@@ -605,13 +754,26 @@ impl Client {
                 }
                 continue;
             }
+            if let Some(check) = &mut c.check {
+                if check.deadline <= now {
+                    // Topics still without a route are not checked (Java's
+                    // rule); a broker that has not answered fails the start.
+                    check.topics.clear();
+                    let refused = (check.out > 0)
+                        .then_some(ClientError::Timeout(self.config.request_timeout));
+                    self.finish_check(now, &group, refused);
+                }
+            }
+            let Some(c) = self.consumers.groups.get_mut(&group) else {
+                continue;
+            };
             if c.route_retry_at.is_some_and(|t| t <= now) {
                 self.want_routes(now, &group);
             }
             let Some(c) = self.consumers.groups.get_mut(&group) else {
                 continue;
             };
-            if c.rebalance_at <= now {
+            if c.rebalance_at <= now && c.check.is_none() {
                 c.rebalance_at = now + REBALANCE_INTERVAL;
                 self.want_routes(now, &group);
                 self.rebalance(now, &group);
@@ -1952,6 +2114,28 @@ impl Client {
                 if last {
                     self.finishing_answered(&group);
                 }
+            }
+            ConsumerOp::CheckClient { topic } => {
+                let refused = match answer {
+                    Ok(cmd) if cmd.response_code() == ResponseCode::SUCCESS => None,
+                    Ok(cmd) => Some(ClientError::Subscribe(SubscribeError::Refused {
+                        topic,
+                        reason: cmd
+                            .remark
+                            .clone()
+                            .unwrap_or_else(|| format!("{:?}", cmd.response_code())),
+                    })),
+                    Err(e) => Some(e),
+                };
+                if let Some(check) = self
+                    .consumers
+                    .groups
+                    .get_mut(&group)
+                    .and_then(|c| c.check.as_mut())
+                {
+                    check.out = check.out.saturating_sub(1);
+                }
+                self.finish_check(now, &group, refused);
             }
             ConsumerOp::Unregister => {
                 if let Err(e) = &answer {

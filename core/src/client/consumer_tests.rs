@@ -688,3 +688,74 @@ fn running_info_answers_for_the_group_in_javas_shape() {
     let unknown = ask(&mut h, "other", 502);
     assert_eq!(unknown.response_code(), ResponseCode::SYSTEM_ERROR);
 }
+
+/// Starts a consumer of "T" with a SQL92 selector and answers the broker's
+/// check with `code`; what the start call is answered.
+fn start_checked(code: ResponseCode) -> (Harness, Result<Reply, ClientError>) {
+    let mut h = Harness::new();
+    let start = h.client.call(
+        h.now,
+        Call::StartConsumer {
+            config: Box::new(ConsumerConfig::new("G")),
+            subscriptions: vec![("T".into(), Selector::sql92("a > 1"))],
+        },
+        None,
+    );
+    let out = h.outputs();
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Reply { .. })),
+        "no answer before the broker's check: {out:?}"
+    );
+    let ns = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Connect { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .unwrap();
+    let queries = transmits(&h.input(Input::Connected(ns)));
+    let out = h.respond(ns, ok(queries[0].1.opaque).with_body(route().encode()));
+    let (broker, _) = connect_of(
+        out.iter()
+            .find(|o| matches!(o, Output::Connect { .. }))
+            .unwrap(),
+    );
+    let sent = transmits(&h.input(Input::Connected(broker)));
+    let (_, check) = sent
+        .iter()
+        .find(|(_, r)| r.request_code() == RequestCode::CHECK_CLIENT_CONFIG)
+        .expect("the subscription checked on the broker");
+    let body: crate::protocol::body::CheckClientRequestBody =
+        serde_json::from_slice(&check.body).unwrap();
+    assert_eq!(body.group, "G");
+    assert_eq!(body.subscription_data.unwrap().sub_string, "a > 1");
+    let out = h.respond(
+        broker,
+        RemotingCommand::response(code, check.opaque, Some("refused here".into())),
+    );
+    let result = out
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Reply { call, result } if call == start => Some(result),
+            _ => None,
+        })
+        .expect("the start answered");
+    (h, result)
+}
+
+#[test]
+fn a_sql92_subscription_the_broker_refuses_fails_the_start() {
+    let (h, result) = start_checked(ResponseCode::SUBSCRIPTION_PARSE_FAILED);
+    assert!(
+        matches!(
+            &result,
+            Err(ClientError::Subscribe(crate::consumer::SubscribeError::Refused { topic, reason }))
+                if topic == "T" && reason == "refused here"
+        ),
+        "{result:?}"
+    );
+    assert!(!h.client.has_consumer("G"));
+    let (h, result) = start_checked(ResponseCode::SUCCESS);
+    assert!(matches!(result, Ok(Reply::Done)), "{result:?}");
+    assert!(h.client.has_consumer("G"));
+}

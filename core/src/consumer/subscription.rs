@@ -66,6 +66,16 @@ pub enum SubscribeError {
     /// The topic name breaks the broker's rules.
     #[error("cannot subscribe: {0}")]
     InvalidTopic(String),
+    /// A broker refused the subscription when the consumer started (Java's
+    /// CHECK_CLIENT_CONFIG): a bad SQL92 expression, or a broker without
+    /// `enablePropertyFilter=true`.
+    #[error("the broker refused the subscription to {topic}: {reason}")]
+    Refused {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        reason: String,
+    },
 }
 
 /// One subscribed topic.
