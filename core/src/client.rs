@@ -1732,3 +1732,6 @@ mod tests;
 
 #[cfg(test)]
 mod consumer_tests;
+
+#[cfg(test)]
+mod consumer_props;
