@@ -2,16 +2,26 @@
 //! runtime (tokio, async-std, smol, blocking) against the real broker.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rocketmq_core::consumer::{
     ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerOptions, ConsumerStats,
 };
-use rocketmq_core::protocol::message::MessageExt;
-use rocketmq_core::{ClientError, QueueSelector};
+use rocketmq_core::protocol::code::{RequestCode, ResponseCode};
+use rocketmq_core::protocol::command::RemotingCommand;
+use rocketmq_core::protocol::header::{
+    GetMaxOffsetRequestHeader, OffsetResponseHeader, QueryConsumerOffsetRequestHeader,
+    QueryConsumerOffsetResponseHeader,
+};
+use rocketmq_core::protocol::message::{Message, MessageExt};
+use rocketmq_core::protocol::MessageQueue;
+use rocketmq_core::{ClientError, QueueSelector, SendStatus};
 
 use crate::conformance::{config, send_concurrently, AsyncStd, Blocking, Runtime, Smol, Tokio};
+use crate::harness::rpc;
 
 /// A listener the suite can hand to any runtime.
 pub type SharedListener =
@@ -233,6 +243,177 @@ pub fn counting(seen: &Seen) -> SharedListener {
     })
 }
 
+/// One queue as the broker holds it, asked over a plain TCP connection of its
+/// own (the harness's request helper), not through the client under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BrokerQueue {
+    /// The group's committed offset on the broker (QUERY_CONSUMER_OFFSET);
+    /// `None` when the broker has none for the group.
+    pub committed: Option<i64>,
+    /// One past the queue's last message (GET_MAX_OFFSET).
+    pub max: i64,
+}
+
+/// What the broker of each queue of `topic` holds for `group`: its committed
+/// offset and the queue's max offset. Fails loudly when a broker cannot be
+/// asked.
+pub fn broker_offsets(
+    namesrv: &str,
+    group: &str,
+    topic: &str,
+) -> BTreeMap<MessageQueue, BrokerQueue> {
+    broker_queues(namesrv, topic)
+        .into_iter()
+        .map(|(q, addr)| {
+            // "Not found" rather than 0 when the group has no offset.
+            let committed = query_committed(&addr, group, &q, Some(false));
+            let max = RemotingCommand::request(RequestCode::GET_MAX_OFFSET, rpc::next_opaque())
+                .with_header(&GetMaxOffsetRequestHeader {
+                    topic: q.topic.clone(),
+                    queue_id: q.queue_id,
+                    committed: None,
+                    broker_name: Some(q.broker_name.clone()),
+                });
+            let answer = rpc::call_ok(&addr, &max, rpc::DEFAULT_TIMEOUT)
+                .unwrap_or_else(|e| panic!("GET_MAX_OFFSET {q}: {e}"));
+            let max: OffsetResponseHeader = answer
+                .header()
+                .unwrap_or_else(|e| panic!("GET_MAX_OFFSET {q}: {e}"));
+            (
+                q,
+                BrokerQueue {
+                    committed,
+                    max: max.offset,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The readable queues of `topic` with their master broker's address.
+fn broker_queues(namesrv: &str, topic: &str) -> Vec<(MessageQueue, String)> {
+    let route = rpc::query_route(namesrv, topic, rpc::DEFAULT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the route of {topic}: {e}"))
+        .unwrap_or_else(|| panic!("{topic} has no route"));
+    let queues = route.subscribe_queues(topic);
+    assert!(
+        !queues.is_empty(),
+        "{topic} has no readable queue: {route:?}"
+    );
+    queues
+        .into_iter()
+        .map(|q| {
+            let addr = route
+                .master_addr(&q.broker_name)
+                .unwrap_or_else(|| panic!("no master broker for {q}: {route:?}"))
+                .to_owned();
+            (q, addr)
+        })
+        .collect()
+}
+
+/// QUERY_CONSUMER_OFFSET of `group` on `q` at the broker `addr`: the offset,
+/// or `None` for QUERY_NOT_FOUND. `set_zero_if_not_found` as sent (unset is
+/// what the Java client sends: the broker then answers 0 for a group without
+/// an offset while the queue's first message is in memory).
+fn query_committed(
+    addr: &str,
+    group: &str,
+    q: &MessageQueue,
+    set_zero_if_not_found: Option<bool>,
+) -> Option<i64> {
+    let query = RemotingCommand::request(RequestCode::QUERY_CONSUMER_OFFSET, rpc::next_opaque())
+        .with_header(&QueryConsumerOffsetRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: q.topic.clone(),
+            queue_id: q.queue_id,
+            set_zero_if_not_found,
+            broker_name: Some(q.broker_name.clone()),
+        });
+    let answer = rpc::call(addr, &query, rpc::DEFAULT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("QUERY_CONSUMER_OFFSET {group} {q}: {e}"));
+    let code = answer.response_code();
+    if code == ResponseCode::SUCCESS {
+        let h: QueryConsumerOffsetResponseHeader = answer
+            .header()
+            .unwrap_or_else(|e| panic!("QUERY_CONSUMER_OFFSET {group} {q}: {e}"));
+        Some(h.offset)
+    } else if code == ResponseCode::QUERY_NOT_FOUND {
+        None
+    } else {
+        panic!(
+            "QUERY_CONSUMER_OFFSET {group} {q}: code {} {:?}",
+            answer.code, answer.remark
+        );
+    }
+}
+
+/// The `i`-th message of a drain backlog: small (1 B to about 1 KiB, so that
+/// a hundred thousand stay quick to send, store and count), with a tag, a key
+/// and the `index` property [`counting`] reads.
+pub fn drain_message(topic: &str, i: usize) -> Message {
+    let len = match i % 4 {
+        0 => 1 + i % 7,
+        1 => 100 + i % 50,
+        2 => 400 + i % 100,
+        _ => 1000 + i % 24,
+    };
+    let body: Vec<u8> = format!("message {i} of the drain; ")
+        .bytes()
+        .cycle()
+        .take(len)
+        .collect();
+    Message::new(topic, Bytes::from(body))
+        .with_tags(format!("Tag{}", i % 3))
+        .with_keys([format!("key-{i}")])
+        .with_property("index", i.to_string())
+}
+
+/// Sends messages `0..count` (made by `make`) as batches of `batch`, each batch
+/// to the next queue in turn, from `threads` threads, keeping none of them;
+/// returns one past the last offset each queue was given.
+pub fn send_batches<R: Runtime + Sync>(
+    producer: &R,
+    group: &str,
+    topic: &str,
+    count: usize,
+    batch: usize,
+    threads: usize,
+    make: impl Fn(&str, usize) -> Message + Sync,
+) -> BTreeMap<MessageQueue, i64> {
+    let next = AtomicUsize::new(0);
+    let ends: Mutex<BTreeMap<MessageQueue, i64>> = Mutex::default();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let first = next.fetch_add(batch, Ordering::Relaxed);
+                if first >= count {
+                    break;
+                }
+                let last = (first + batch).min(count);
+                let messages: Vec<Message> = (first..last).map(|i| make(topic, i)).collect();
+                let r = producer
+                    .send_batch(group, messages)
+                    .unwrap_or_else(|e| panic!("{}: batch {first}..{last} failed: {e}", R::NAME));
+                assert_eq!(
+                    r.status,
+                    SendStatus::Ok,
+                    "{}: batch {first}..{last}",
+                    R::NAME
+                );
+                let end = r.queue_offset + (last - first) as i64;
+                let mut ends = ends
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let e = ends.entry(r.queue).or_default();
+                *e = (*e).max(end);
+            });
+        }
+    });
+    ends.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What `consume_everything` saw.
 #[derive(Debug)]
 pub struct ConsumeRun {
@@ -244,11 +425,19 @@ pub struct ConsumeRun {
     pub duplicates: u32,
     /// From start to the last message.
     pub elapsed: Duration,
+    /// After the shutdown, what the broker holds per queue for the group.
+    pub broker: BTreeMap<MessageQueue, BrokerQueue>,
+    /// Queues whose committed offset had reached the end on the broker before
+    /// the shutdown (through what pulls carried).
+    pub at_end_before_shutdown: usize,
 }
 
-/// One consumer drains `count` messages: every one is consumed exactly once, and
-/// each queue's committed offset reaches the queue's end; a second consumer of
-/// the same group started after a graceful shutdown is given nothing again.
+/// One consumer drains `count` messages over a fresh topic: every one is
+/// consumed exactly once (no duplicates: one consumer, no failures), and each
+/// queue's committed offset reaches the queue's end, in the client's stats and
+/// then, after a graceful shutdown (which writes the final offsets), on the
+/// broker, asked directly (QUERY_CONSUMER_OFFSET against GET_MAX_OFFSET). A
+/// second consumer of the same group is given nothing again.
 pub fn consume_everything<R: ConsumerRuntime + Sync>(
     namesrv: &str,
     topic: &str,
@@ -256,15 +445,21 @@ pub fn consume_everything<R: ConsumerRuntime + Sync>(
     asynchronous: bool,
 ) -> ConsumeRun {
     let producer = R::start(config(namesrv));
-    let results = send_concurrently(&producer, "consume-producer", topic, count, 8, |_| {
-        QueueSelector::RoundRobin
-    });
-    let mut ends: BTreeMap<String, i64> = BTreeMap::new();
-    for (i, (_, r)) in results.into_iter().enumerate() {
-        let r = r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
-        let end = ends.entry(r.queue.to_string()).or_default();
-        *end = (*end).max(r.queue_offset + 1);
-    }
+    let ends = send_batches(
+        &producer,
+        "consume-producer",
+        topic,
+        count,
+        50,
+        4,
+        drain_message,
+    );
+    assert_eq!(
+        ends.values().sum::<i64>(),
+        count as i64,
+        "{}: a fresh topic holds exactly what was sent: {ends:?}",
+        R::NAME
+    );
     let seen: Seen = Arc::default();
     let group = format!(
         "consume-all-{}-{}",
@@ -272,13 +467,13 @@ pub fn consume_everything<R: ConsumerRuntime + Sync>(
         if asynchronous { "async" } else { "sync" }
     );
     let started = Instant::now();
-    let consumer = R::start_consumer(
-        options(namesrv, &group, topic),
-        counting(&seen),
-        asynchronous,
-    )
-    .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
-    let all = wait_until(Duration::from_secs(120), || {
+    let mut o = options(namesrv, &group, topic);
+    // No periodic offset writes during the run: the broker is left with what
+    // pulls carried (COMMIT_OFFSET) and must get the ends from the shutdown.
+    o.consumer.persist_interval = Duration::from_secs(3600);
+    let consumer = R::start_consumer(o, counting(&seen), asynchronous)
+        .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+    let all = wait_until(Duration::from_secs(300), || {
         seen.lock().map(|s| s.len() >= count).unwrap_or(false)
     });
     let elapsed = started.elapsed();
@@ -298,13 +493,23 @@ pub fn consume_everything<R: ConsumerRuntime + Sync>(
         let s = seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for i in 0..count {
-            assert!(
-                s.contains_key(&i.to_string()),
-                "{}: message {i} was never consumed",
-                R::NAME
-            );
-        }
+        let missing: Vec<usize> = (0..count)
+            .filter(|i| !s.contains_key(&i.to_string()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{}: {} messages never consumed, e.g. {:?}",
+            R::NAME,
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        let twice: Vec<(&String, &u32)> = s.iter().filter(|(_, n)| **n > 1).take(10).collect();
+        assert_eq!(
+            duplicates,
+            0,
+            "{}: one consumer and no failures, yet messages came twice, e.g. {twice:?}",
+            R::NAME
+        );
     }
     // Committed offsets reach each queue's end (the last success may take a
     // moment to be reflected).
@@ -313,7 +518,7 @@ pub fn consume_everything<R: ConsumerRuntime + Sync>(
             ends.iter().all(|(q, end)| {
                 s.queues
                     .iter()
-                    .any(|(mq, qs)| mq.to_string() == *q && qs.committable_offset == Some(*end))
+                    .any(|(mq, qs)| mq == q && qs.committable_offset == Some(*end))
             })
         })
     });
@@ -324,9 +529,39 @@ pub fn consume_everything<R: ConsumerRuntime + Sync>(
         R::NAME
     );
     assert_eq!(stats.cached_count, 0, "{}: nothing left cached", R::NAME);
+    assert_eq!(
+        (stats.consumed, stats.failed, stats.sent_back),
+        (count as u64, 0, 0),
+        "{}: (consumed, failed, sent back) in the stats",
+        R::NAME
+    );
+    let at_end_before_shutdown = broker_offsets(namesrv, &group, topic)
+        .values()
+        .filter(|b| b.committed == Some(b.max))
+        .count();
     consumer
         .shutdown()
         .unwrap_or_else(|e| panic!("{}: shutdown failed: {e}", R::NAME));
+
+    // The shutdown completes once its final offset writes are answered: the
+    // broker holds each queue's end for the group now, with no waiting.
+    let broker = broker_offsets(namesrv, &group, topic);
+    let wrong: Vec<String> = broker
+        .iter()
+        .filter(|(q, b)| b.committed != Some(b.max) || ends.get(q).copied().unwrap_or(0) != b.max)
+        .map(|(q, b)| format!("{q}: {b:?}, sent to {:?}", ends.get(q)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{}: after the shutdown the broker's committed offsets are the queues' max offsets: {wrong:#?}",
+        R::NAME
+    );
+    assert_eq!(
+        broker.keys().collect::<Vec<_>>(),
+        ends.keys().collect::<Vec<_>>(),
+        "{}: every queue was written to and checked",
+        R::NAME
+    );
 
     // The same group again: the broker has the offsets, so nothing comes back.
     let again: Seen = Arc::default();
@@ -342,7 +577,7 @@ pub fn consume_everything<R: ConsumerRuntime + Sync>(
             ends.iter().all(|(q, end)| {
                 s.queues
                     .iter()
-                    .any(|(mq, qs)| mq.to_string() == *q && qs.next_pull_offset == *end)
+                    .any(|(mq, qs)| mq == q && qs.next_pull_offset == *end)
             })
         })
     });
@@ -366,6 +601,8 @@ pub fn consume_everything<R: ConsumerRuntime + Sync>(
         consumed,
         duplicates,
         elapsed,
+        broker,
+        at_end_before_shutdown,
     }
 }
 
@@ -492,17 +729,43 @@ pub struct GroupRun {
     pub duplicates: u32,
     /// From the first start to the last message.
     pub elapsed: Duration,
+    /// Times a queue changed hands, as the deliveries show them.
+    pub handovers: usize,
+    /// Duplicates allowed per handover: the old owner's uncommitted window.
+    pub window: u32,
+    /// Duplicates allowed in all: `handovers * window`.
+    pub bound: u32,
+    /// Per queue with more than one owner: its owners in the order they
+    /// first delivered from it, and its duplicates.
+    pub moved: Vec<(MessageQueue, Vec<String>, u32)>,
 }
 
 /// Three consumers of one group (each its own client id): two start, a third
 /// joins a third of the way through, the first leaves gracefully two thirds of
 /// the way through. Every message is consumed; duplicates come only from
-/// queues that changed hands, and are counted.
+/// queues that changed hands, and each handover's are bounded by the old
+/// owner's uncommitted window.
+///
+/// The bound: when a queue moves, the new owner starts from the offset the
+/// broker holds, which the old owner wrote on the broker's notice that the
+/// group changed (or, when it leaves, at its shutdown, after its listener
+/// calls finished). Past that offset the old owner can have delivered, or can
+/// still deliver before it drops the queue, only what it held then: its cached
+/// messages (at most `queue_cache_count`, running calls included), one pull on
+/// the wire (`pull_batch_size`), and messages finished out of order above a
+/// running call (at most its running calls, `consume_concurrency`, plus as
+/// many again that an adapter may queue ahead). So per handover at most
+/// `queue_cache_count + pull_batch_size + 2 * consume_concurrency`, with a
+/// small `queue_cache_count` here to make that bound bite.
 pub fn group_changes<R: ConsumerRuntime + Sync>(
     namesrv: &str,
     topic: &str,
     count: usize,
 ) -> GroupRun {
+    const QUEUE_CACHE: usize = 64;
+    const PULL_BATCH: u32 = 32;
+    const CONCURRENCY: usize = 2;
+    const WINDOW: u32 = QUEUE_CACHE as u32 + PULL_BATCH + 2 * CONCURRENCY as u32;
     let producer = R::start(config(namesrv));
     for (i, (_, r)) in send_concurrently(&producer, "group-producer", topic, count, 8, |_| {
         QueueSelector::RoundRobin
@@ -512,22 +775,52 @@ pub fn group_changes<R: ConsumerRuntime + Sync>(
     {
         r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
     }
-    let seen: Seen = Arc::default();
-    let counter = counting(&seen);
+    // Per message its queue and deliveries; per queue its owners in the order
+    // they first delivered from it.
+    #[derive(Default)]
+    struct Log {
+        seen: HashMap<usize, (MessageQueue, u32)>,
+        owners: BTreeMap<MessageQueue, Vec<String>>,
+    }
+    let log: Arc<Mutex<Log>> = Arc::default();
     // A listener slow enough that the group changes while messages remain.
-    let slow: SharedListener = Arc::new(move |m: &[MessageExt], c: &ConsumeContext| {
-        std::thread::sleep(Duration::from_millis(2));
-        counter(m, c)
-    });
+    let listener = |name: &str| -> SharedListener {
+        let (log, name) = (log.clone(), name.to_owned());
+        Arc::new(move |m: &[MessageExt], c: &ConsumeContext| {
+            std::thread::sleep(Duration::from_millis(2));
+            let mut log = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let owners = log.owners.entry(c.queue.clone()).or_default();
+            if !owners.contains(&name) {
+                owners.push(name.clone());
+            }
+            for x in m {
+                let index = x
+                    .property("index")
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(usize::MAX);
+                log.seen.entry(index).or_insert((c.queue.clone(), 0)).1 += 1;
+            }
+            ConsumeResult::Success
+        })
+    };
     let group = format!("group-changes-{}", R::NAME);
     let start = |name: &str| {
         let mut o = options(namesrv, &group, topic);
         o.client.instance_name = format!("{}-{name}", R::NAME);
-        o.consumer.consume_concurrency = 2;
-        R::start_consumer(o, slow.clone(), false)
+        o.consumer.consume_concurrency = CONCURRENCY;
+        o.consumer.queue_cache_count = QUEUE_CACHE;
+        o.consumer.pull_batch_size = PULL_BATCH;
+        R::start_consumer(o, listener(name), false)
             .unwrap_or_else(|e| panic!("{}: start {name} failed: {e}", R::NAME))
     };
-    let distinct = || seen.lock().map(|s| s.len()).unwrap_or(0);
+    let distinct = || {
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .seen
+            .len()
+    };
     let started = Instant::now();
     let a = start("a");
     let b = start("b");
@@ -547,13 +840,11 @@ pub fn group_changes<R: ConsumerRuntime + Sync>(
     let all = wait_until(Duration::from_secs(120), || distinct() >= count);
     let elapsed = started.elapsed();
     let (missing, duplicates) = {
-        let s = seen
+        let log = log
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let missing: Vec<usize> = (0..count)
-            .filter(|i| !s.contains_key(&i.to_string()))
-            .collect();
-        (missing, s.values().map(|n| n - 1).sum::<u32>())
+        let missing: Vec<usize> = (0..count).filter(|i| !log.seen.contains_key(i)).collect();
+        (missing, log.seen.values().map(|(_, n)| n - 1).sum::<u32>())
     };
     assert!(
         all && missing.is_empty(),
@@ -583,15 +874,60 @@ pub fn group_changes<R: ConsumerRuntime + Sync>(
     b.shutdown().expect("shutdown b");
     c.shutdown().expect("shutdown c");
     producer.shutdown();
+
+    // Duplicates only where a queue changed hands, at most a window per handover.
+    let log = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut per_queue: BTreeMap<MessageQueue, u32> = BTreeMap::new();
+    for (q, n) in log.seen.values() {
+        *per_queue.entry(q.clone()).or_default() += n - 1;
+    }
+    let mut handovers = 0;
+    let mut moved = Vec::new();
+    let mut over = Vec::new();
+    for (q, owners) in &log.owners {
+        let hands = owners.len() - 1;
+        let dups = per_queue.get(q).copied().unwrap_or(0);
+        handovers += hands;
+        if dups > hands as u32 * WINDOW {
+            over.push(format!(
+                "{q}: {dups} duplicates over {hands} handovers (owners {owners:?}), more than {}",
+                hands as u32 * WINDOW
+            ));
+        }
+        if hands > 0 {
+            moved.push((q.clone(), owners.clone(), dups));
+        }
+    }
+    let bound = handovers as u32 * WINDOW;
+    assert!(
+        over.is_empty(),
+        "{}: duplicates beyond the uncommitted window of {WINDOW} per handover \
+         (queue cache {QUEUE_CACHE} + pull batch {PULL_BATCH} + 2 x concurrency {CONCURRENCY}): {over:#?}",
+        R::NAME
+    );
+    assert!(
+        duplicates <= bound,
+        "{}: {duplicates} duplicates, more than {handovers} handovers x {WINDOW}",
+        R::NAME
+    );
     GroupRun {
         sent: count,
         duplicates,
         elapsed,
+        handovers,
+        window: WINDOW,
+        bound,
+        moved,
     }
 }
 
 /// Where a new group starts: from the first offset it gets the old messages;
-/// from a timestamp it gets exactly those stored at or after it.
+/// from a timestamp it gets exactly those stored at or after it; from the last
+/// offset (Java's `CONSUME_FROM_LAST_OFFSET`: a new group starts at each
+/// queue's max offset) it gets none of the old messages and every one sent
+/// after its queues started.
 pub fn consume_from<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) {
     const EACH: usize = 10;
     let producer = R::start(config(namesrv));
@@ -638,6 +974,105 @@ pub fn consume_from<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) {
         "{}: only what was stored after the cut",
         R::NAME
     );
+
+    // From the last offset, a group the broker has never seen.
+    let group = format!("from-last-{}", R::NAME);
+    let before = broker_offsets(namesrv, &group, topic);
+    assert!(
+        before.values().all(|b| b.committed.is_none()),
+        "{}: {group} is new to the broker: {before:?}",
+        R::NAME
+    );
+    assert_eq!(
+        before.values().map(|b| b.max).sum::<i64>(),
+        2 * EACH as i64,
+        "{}: the old messages are stored: {before:?}",
+        R::NAME
+    );
+    // What the broker answers the offset query the Java client sends (no
+    // setZeroIfNotFound) for this new group: shown if the check fails.
+    let java_query: Vec<(i32, Option<i64>)> = broker_queues(namesrv, topic)
+        .iter()
+        .map(|(q, addr)| (q.queue_id, query_committed(addr, &group, q, None)))
+        .collect();
+    let seen: Seen = Arc::default();
+    let mut o = options(namesrv, &group, topic);
+    o.set_consume_from(ConsumeFrom::LastOffset);
+    let consumer = R::start_consumer(o, counting(&seen), false)
+        .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+    // A queue shows in the stats once its start offset is fixed: every queue
+    // must have started before the new messages go out.
+    let started = wait_until(Duration::from_secs(30), || {
+        consumer.stats().is_ok_and(|s| {
+            before
+                .keys()
+                .all(|q| s.queues.iter().any(|(mq, _)| mq == q))
+        })
+    });
+    let stats = consumer.stats().expect("stats");
+    assert!(
+        started,
+        "{}: last: every queue of {topic} assigned and started: {stats:?}",
+        R::NAME
+    );
+    let starts: BTreeMap<MessageQueue, (i64, Option<i64>)> = stats
+        .queues
+        .iter()
+        .filter(|(q, _)| q.topic == topic)
+        .map(|(q, qs)| (q.clone(), (qs.next_pull_offset, qs.committable_offset)))
+        .collect();
+    send(2 * EACH);
+    let new = 2 * EACH..3 * EACH;
+    let got = wait_until(Duration::from_secs(30), || {
+        seen.lock()
+            .map(|s| new.clone().all(|i| s.contains_key(&i.to_string())))
+            .unwrap_or(false)
+    });
+    let stats = consumer.stats();
+    consumer.shutdown().expect("shutdown");
+    let mut last: Vec<usize> = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .keys()
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    last.sort_unstable();
+    let context = format!(
+        "queues seen started at (next pull, committable) {starts:?}; max offsets then {:?}; \
+         the broker's answer (queue id, offset) to a Java-style offset query for this new \
+         group: {java_query:?} (0: the broker tells a new group to start at 0 while the \
+         queue's first message is in memory); {stats:?}",
+        before
+            .iter()
+            .map(|(q, b)| (q.queue_id, b.max))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        got,
+        "{}: last: every message sent after the start arrives; got {last:?}; {context}",
+        R::NAME
+    );
+    // A new group starts where the broker's offset query puts it, as the Java
+    // client does: a broker that has no offset for the group answers 0 while
+    // the queue's first message is still in memory (a young topic: the Java
+    // 5.3.3 client reads everything there too), and "not found" otherwise,
+    // when the group starts at the queue's end. Keeping the broker's 0 is what
+    // lets a queue added to a topic later be read from its start.
+    if java_query.iter().all(|(_, o)| o.is_none()) {
+        assert_eq!(
+            last,
+            new.collect::<Vec<_>>(),
+            "{}: last: none of the old messages, all of the new; {context}",
+            R::NAME
+        );
+    } else if java_query.iter().all(|(_, o)| *o == Some(0)) {
+        assert_eq!(
+            last,
+            (0..3 * EACH).collect::<Vec<_>>(),
+            "{}: last: the broker said 0 for every queue, so everything, as Java; {context}",
+            R::NAME
+        );
+    }
     producer.shutdown();
 }
 
@@ -697,6 +1132,24 @@ pub fn filters<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) {
         rocketmq_core::consumer::Selector::sql92("index BETWEEN 5 AND 9 AND TAGS <> 'Tag1'"),
     );
     assert_eq!(sql, [5, 6, 8, 9], "{}: SQL92 filter", R::NAME);
+    // An expression the broker cannot parse fails the start, typed, as Java's
+    // start does; nothing keeps running.
+    let mut o = options(namesrv, &format!("filter-bad-{}", R::NAME), topic);
+    o.subscriptions = vec![(
+        topic.to_owned(),
+        rocketmq_core::consumer::Selector::sql92("index BETWEEN AND"),
+    )];
+    match R::start_consumer(o, counting(&Seen::default()), false) {
+        Err(ClientError::Subscribe(rocketmq_core::consumer::SubscribeError::Refused {
+            topic: t,
+            ..
+        })) => assert_eq!(t, topic),
+        Err(e) => panic!("{}: a bad SQL92 start failed otherwise: {e}", R::NAME),
+        Ok(c) => {
+            let _ = c.shutdown();
+            panic!("{}: a bad SQL92 expression started", R::NAME)
+        }
+    }
     producer.shutdown();
 }
 
@@ -896,76 +1349,230 @@ pub fn restart_mid_stream<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str)
     duplicates
 }
 
-/// A slow listener and a small consumer-wide budget (200 messages, 64 KiB)
-/// over 8 queues: the cache never exceeds the budget, and every queue keeps
-/// being consumed (none starves while others hold the budget).
-pub fn bounded_cache<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) -> (usize, usize) {
-    const COUNT: usize = 2000;
-    const BUDGET: (usize, usize) = (200, 64 * 1024);
-    let producer = R::start(config(namesrv));
-    let mut per_queue: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, (_, r)) in send_concurrently(&producer, "bounded-producer", topic, COUNT, 8, |_| {
-        QueueSelector::RoundRobin
-    })
-    .into_iter()
-    .enumerate()
-    {
-        let r = r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
-        *per_queue.entry(r.queue.to_string()).or_default() += 1;
-    }
-    let seen: Seen = Arc::default();
-    let counter = counting(&seen);
-    let slow: SharedListener = Arc::new(move |m: &[MessageExt], c: &ConsumeContext| {
-        std::thread::sleep(Duration::from_millis(1));
-        counter(m, c)
+/// The resident set size of this process (VmRSS in `/proc/self/status`), in
+/// bytes. Fails loudly where there is no such file.
+pub fn vm_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_else(|e| panic!("reading /proc/self/status for VmRSS: {e}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS line in /proc/self/status: {status}"));
+    kib * 1024
+}
+
+/// What `bounded_cache` measured.
+#[derive(Debug)]
+pub struct BoundedRun {
+    /// Messages sent and consumed.
+    pub messages: usize,
+    /// Their body bytes: what an unbounded cache would come to hold.
+    pub backlog_bytes: usize,
+    /// The consumer-wide budget: messages, body bytes.
+    pub budget: (usize, usize),
+    /// Peak cached messages (stats).
+    pub max_count: usize,
+    /// Peak cached body bytes (stats).
+    pub max_bytes: usize,
+    /// Most cached bytes allowed: the budget plus one message over it per queue.
+    pub byte_cap: usize,
+    /// VmRSS before the consumer started.
+    pub rss_before: u64,
+    /// Highest VmRSS sampled while it ran.
+    pub rss_peak: u64,
+    /// Most RSS growth allowed.
+    pub rss_cap: u64,
+    /// Deliveries per queue id.
+    pub per_queue: BTreeMap<i32, usize>,
+}
+
+/// Only one bounded-cache run measures RSS at a time (they would otherwise
+/// add to each other's growth: the test binary runs tests in parallel).
+static RSS_WINDOW: Mutex<()> = Mutex::new(());
+
+/// A slow listener and a small consumer-wide budget (64 messages, 1 MiB) over
+/// 8 queues, with a backlog of about 60 MiB: half the messages 16 to 64 KiB,
+/// half 64 B. The cache stays within the budget (counts strictly; bytes may
+/// pass it by one message per empty queue, which always takes its first
+/// message), the process's resident memory grows by no more than that cap
+/// plus a fixed allowance (an unbounded cache would take in the whole
+/// backlog), every queue keeps being consumed (none starves while others hold
+/// the budget), and every message is consumed once.
+pub fn bounded_cache<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) -> BoundedRun {
+    const COUNT: usize = 3200;
+    const QUEUES: usize = 8;
+    const BUDGET: (usize, usize) = (64, 1024 * 1024);
+    const LARGE: (usize, usize) = (16 * 1024, 64 * 1024);
+    const SMALL: usize = 64;
+    /// For everything but cached bodies: runtime threads and buffers, frames
+    /// being decoded, allocator slack, and other tests of this binary
+    /// allocating meanwhile.
+    const RSS_ALLOWANCE: u64 = 24 * 1024 * 1024;
+    let body_len = |i: usize| {
+        if i % 2 == 0 {
+            LARGE.0 + (i * 7919) % (LARGE.1 - LARGE.0 + 1)
+        } else {
+            SMALL
+        }
+    };
+    let backlog_bytes: usize = (0..COUNT).map(body_len).sum();
+    // Bodies go uncompressed, so that what is cached is what was sent.
+    let mut producer_config = config(namesrv);
+    producer_config.compress_over = None;
+    let producer = R::start(producer_config);
+    // Sent one at a time from 4 threads and not kept: memory freed by the
+    // sends must not be what the consumer's cache reuses unseen.
+    let next = AtomicUsize::new(0);
+    let sent: Mutex<BTreeMap<i32, usize>> = Mutex::default();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= COUNT {
+                    break;
+                }
+                let body = vec![b'a' + (i % 26) as u8; body_len(i)];
+                let m = Message::new(topic, Bytes::from(body))
+                    .with_keys([format!("key-{i}")])
+                    .with_property("index", i.to_string());
+                let r = producer
+                    .send("bounded-producer", m)
+                    .unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+                *sent
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(r.queue.queue_id)
+                    .or_default() += 1;
+            });
+        }
     });
+    let sent = sent
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    assert_eq!(
+        sent.len(),
+        QUEUES,
+        "{}: every queue has messages: {sent:?}",
+        R::NAME
+    );
+    let seen: Seen = Arc::default();
+    let delivered: Arc<Mutex<BTreeMap<i32, usize>>> = Arc::default();
+    let slow: SharedListener = {
+        let (counter, delivered) = (counting(&seen), delivered.clone());
+        Arc::new(move |m: &[MessageExt], c: &ConsumeContext| {
+            std::thread::sleep(Duration::from_millis(1));
+            *delivered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(c.queue.queue_id)
+                .or_default() += m.len();
+            counter(m, c)
+        })
+    };
+    let distinct = || seen.lock().map(|s| s.len()).unwrap_or(0);
+    let byte_cap = BUDGET.1 + QUEUES * LARGE.1;
+    let rss_cap = byte_cap as u64 + RSS_ALLOWANCE;
+
+    let window = RSS_WINDOW
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rss_before = vm_rss();
+    let mut rss_peak = rss_before;
     let mut o = options(namesrv, &format!("bounded-{}", R::NAME), topic);
     o.set_global_cache(BUDGET.0, BUDGET.1);
     o.consumer.consume_concurrency = 2;
     let consumer = R::start_consumer(o, slow, false)
         .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
     let (mut max_count, mut max_bytes) = (0, 0);
-    let mut starved = Vec::new();
+    let mut half_way: Option<BTreeMap<i32, usize>> = None;
     let started = Instant::now();
-    while seen.lock().map(|s| s.len()).unwrap_or(0) < COUNT
-        && started.elapsed() < Duration::from_secs(120)
-    {
+    while distinct() < COUNT && started.elapsed() < Duration::from_secs(120) {
         let s = consumer.stats().expect("stats");
         max_count = max_count.max(s.cached_count);
         max_bytes = max_bytes.max(s.cached_bytes);
-        // Half-way, every queue with messages has consumed some.
-        if starved.is_empty() && seen.lock().map(|s| s.len()).unwrap_or(0) > COUNT / 2 {
-            starved = s
-                .queues
-                .iter()
-                .filter(|(q, qs)| {
-                    q.topic == topic && qs.consumed == 0 && per_queue.contains_key(&q.to_string())
-                })
-                .map(|(q, _)| q.to_string())
-                .collect();
-            starved.push(String::new()); // checked once
+        rss_peak = rss_peak.max(vm_rss());
+        if half_way.is_none() && distinct() > COUNT / 2 {
+            half_way = Some(
+                delivered
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let got = seen.lock().map(|s| s.len()).unwrap_or(0);
+    rss_peak = rss_peak.max(vm_rss());
+    let got = distinct();
+    let stats = consumer.stats();
     consumer.shutdown().expect("shutdown");
+    drop(window);
     producer.shutdown();
-    assert_eq!(got, COUNT, "{}: everything consumed", R::NAME);
+
+    let per_queue = delivered
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert_eq!(
+        got,
+        COUNT,
+        "{}: everything consumed within 120 s: {stats:?}",
+        R::NAME
+    );
+    assert_eq!(
+        per_queue,
+        sent,
+        "{}: each queue's messages delivered once each (queue id: count)",
+        R::NAME
+    );
     assert!(
         max_count <= BUDGET.0,
-        "{}: cached {max_count} messages",
-        R::NAME
+        "{}: cached {max_count} messages, budget {}",
+        R::NAME,
+        BUDGET.0
     );
     assert!(
-        max_bytes <= BUDGET.1,
-        "{}: cached {max_bytes} bytes",
-        R::NAME
+        max_bytes <= byte_cap,
+        "{}: cached {max_bytes} bytes; the budget is {} plus at most one message of up to {} per queue",
+        R::NAME,
+        BUDGET.1,
+        LARGE.1
     );
-    starved.retain(|q| !q.is_empty());
+    let half_way = half_way.unwrap_or_default();
+    let starved: Vec<i32> = sent
+        .keys()
+        .filter(|q| half_way.get(q).copied().unwrap_or(0) == 0)
+        .copied()
+        .collect();
     assert!(
         starved.is_empty(),
-        "{}: starved queues half-way: {starved:?}",
+        "{}: queues with nothing delivered half-way: {starved:?} (delivered then: {half_way:?})",
         R::NAME
     );
-    (max_count, max_bytes)
+    let growth = rss_peak.saturating_sub(rss_before);
+    assert!(
+        growth <= rss_cap,
+        "{}: RSS grew by {} KiB ({} -> {} KiB) while consuming a {} KiB backlog; allowed {} KiB \
+         (byte cap {} KiB + allowance {} KiB)",
+        R::NAME,
+        growth / 1024,
+        rss_before / 1024,
+        rss_peak / 1024,
+        backlog_bytes / 1024,
+        rss_cap / 1024,
+        byte_cap / 1024,
+        RSS_ALLOWANCE / 1024
+    );
+    BoundedRun {
+        messages: COUNT,
+        backlog_bytes,
+        budget: BUDGET,
+        max_count,
+        max_bytes,
+        byte_cap,
+        rss_before,
+        rss_peak,
+        rss_cap,
+        per_queue,
+    }
 }

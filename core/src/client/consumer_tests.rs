@@ -50,6 +50,23 @@ fn deliveries(out: &[Output]) -> Vec<&crate::consumer::Delivery> {
 /// given all 4 queues at offset 10: the harness, the broker connection and
 /// the 4 first pulls.
 fn started(config: ConsumerConfig) -> (Harness, ConnId, Vec<(ConnId, RemotingCommand)>) {
+    let (h, broker, pulls) = started_with(config, |opaque| {
+        ok(opaque).with_header(&QueryConsumerOffsetResponseHeader { offset: 10 })
+    });
+    let pulls: Vec<_> = pulls
+        .into_iter()
+        .filter(|(_, r)| r.request_code() == RequestCode::PULL_MESSAGE)
+        .collect();
+    assert_eq!(pulls.len(), 4);
+    (h, broker, pulls)
+}
+
+/// As [`started`], with each offset query answered by `answer(opaque)`;
+/// what the client sent to the broker after those answers.
+fn started_with(
+    config: ConsumerConfig,
+    answer: impl Fn(i32) -> RemotingCommand,
+) -> (Harness, ConnId, Vec<(ConnId, RemotingCommand)>) {
     let mut h = Harness::new();
     let start = h.client.call(
         h.now,
@@ -132,20 +149,42 @@ fn started(config: ConsumerConfig) -> (Harness, ConnId, Vec<(ConnId, RemotingCom
         .filter(|(_, r)| r.request_code() == RequestCode::QUERY_CONSUMER_OFFSET)
         .collect();
     assert_eq!(queries.len(), 4);
-    let mut pulls = Vec::new();
+    let mut sent = Vec::new();
     for (_, q) in &queries {
         assert_eq!(q.request_code(), RequestCode::QUERY_CONSUMER_OFFSET);
         let header: QueryConsumerOffsetRequestHeader = q.header().unwrap();
         assert_eq!(header.consumer_group, "G");
-        let answer = ok(q.opaque).with_header(&QueryConsumerOffsetResponseHeader { offset: 10 });
-        pulls.extend(
-            transmits(&h.respond(broker, answer))
-                .into_iter()
-                .filter(|(_, r)| r.request_code() == RequestCode::PULL_MESSAGE),
-        );
+        sent.extend(transmits(&h.respond(broker, answer(q.opaque))));
     }
-    assert_eq!(pulls.len(), 4);
-    (h, broker, pulls)
+    (h, broker, sent)
+}
+
+#[test]
+fn from_the_last_offset_a_queue_the_broker_has_no_offset_for_starts_at_its_end() {
+    use crate::protocol::header::{GetMaxOffsetRequestHeader, OffsetResponseHeader};
+    // (ConsumeFrom::LastOffset is the default.)
+    let (mut h, broker, sent) = started_with(ConsumerConfig::new("G"), |opaque| {
+        RemotingCommand::response(ResponseCode::QUERY_NOT_FOUND, opaque, None)
+    });
+    let asks: Vec<_> = sent
+        .iter()
+        .filter(|(_, r)| r.request_code() == RequestCode::GET_MAX_OFFSET)
+        .collect();
+    assert_eq!(asks.len(), 4, "{sent:?}");
+    let (_, ask) = asks
+        .iter()
+        .find(|(_, r)| r.header::<GetMaxOffsetRequestHeader>().unwrap().queue_id == 2)
+        .unwrap();
+    let out = h.respond(
+        broker,
+        ok(ask.opaque).with_header(&OffsetResponseHeader { offset: 42 }),
+    );
+    let (_, pull) = transmits(&out)
+        .into_iter()
+        .find(|(_, r)| r.request_code() == RequestCode::PULL_MESSAGE)
+        .expect("queue 2 pulled");
+    let header: PullMessageRequestHeader = pull.header().unwrap();
+    assert_eq!((header.queue_id, header.queue_offset), (2, 42));
 }
 
 #[test]
