@@ -59,7 +59,9 @@ pub struct QueueStats {
 #[derive(Debug)]
 pub struct ProcessQueue {
     queue: MessageQueue,
-    cached: BTreeMap<i64, Cached>,
+    /// Boxed: a message is large, and the tree moves its entries around as
+    /// offsets come and go.
+    cached: BTreeMap<i64, Box<Cached>>,
     ready: BTreeSet<i64>,
     /// Local retries by due time.
     retries: BTreeSet<(Instant, i64)>,
@@ -134,10 +136,10 @@ impl ProcessQueue {
             self.ready.insert(offset);
             self.cached.insert(
                 offset,
-                Cached {
+                Box::new(Cached {
                     message,
                     stage: Stage::Ready,
-                },
+                }),
             );
             self.stats.pulled += 1;
         }
