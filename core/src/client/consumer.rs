@@ -566,24 +566,7 @@ impl Client {
                 warn!(%group, error = %e, "consumer not started");
                 self.reply(call, Err(e));
                 self.remove_consumer(group);
-                let header = UnregisterClientRequestHeader {
-                    client_id: self.client_id.clone(),
-                    producer_group: None,
-                    consumer_group: Some(group.to_owned()),
-                };
-                for addr in self.heartbeated.clone() {
-                    let request = RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0)
-                        .with_header(&header);
-                    let timeout = self.config.request_timeout;
-                    self.consumer_request(
-                        now,
-                        group,
-                        &addr,
-                        request,
-                        ConsumerOp::Unregister,
-                        timeout,
-                    );
-                }
+                self.send_unregisters(now, group);
             }
         }
     }
@@ -2019,20 +2002,26 @@ impl Client {
     }
 
     /// The last step of a shutdown: every broker forgets the group's member.
-    fn unregister_consumer(&mut self, now: Instant, group: &str) {
+    /// Tells every broker heartbeated that the group left this client; how
+    /// many were told.
+    fn send_unregisters(&mut self, now: Instant, group: &str) -> usize {
         let header = UnregisterClientRequestHeader {
             client_id: self.client_id.clone(),
             producer_group: None,
             consumer_group: Some(group.to_owned()),
         };
-        let mut out = 0;
-        for addr in self.heartbeated.clone() {
+        let brokers = self.heartbeated.clone();
+        for addr in &brokers {
             let request =
                 RemotingCommand::request(RequestCode::UNREGISTER_CLIENT, 0).with_header(&header);
             let timeout = self.config.request_timeout;
-            self.consumer_request(now, group, &addr, request, ConsumerOp::Unregister, timeout);
-            out += 1;
+            self.consumer_request(now, group, addr, request, ConsumerOp::Unregister, timeout);
         }
+        brokers.len()
+    }
+
+    fn unregister_consumer(&mut self, now: Instant, group: &str) {
+        let out = self.send_unregisters(now, group);
         if let Some(s) = self
             .consumers
             .groups
