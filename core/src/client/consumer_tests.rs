@@ -327,6 +327,19 @@ fn a_consumer_rebalances_pulls_delivers_retries_and_commits() {
     assert_eq!(w0.commit_offset, 13);
 }
 
+/// The pull of `queue_id` among `out`, if any.
+fn pull_of(out: &[Output], queue_id: i32) -> Option<(ConnId, RemotingCommand)> {
+    transmits(out).into_iter().find(|(_, r)| {
+        r.request_code() == RequestCode::PULL_MESSAGE
+            && r.header::<PullMessageRequestHeader>().unwrap().queue_id == queue_id
+    })
+}
+
+/// The listener call `ticket` finished with `result`.
+fn finish(h: &mut Harness, ticket: Ticket, result: ConsumeResult) -> Vec<Output> {
+    h.input(Input::Consumed { ticket, result })
+}
+
 fn found(opaque: i32, queue_id: i32, offsets: std::ops::Range<i64>) -> RemotingCommand {
     let mut body = BytesMut::new();
     for offset in offsets.clone() {
@@ -498,12 +511,6 @@ fn broadcasting_keeps_a_dropped_queues_offset_and_commits_nothing_on_the_broker(
     );
     let mut out = h.input(Input::Connected(broker));
     out.extend(h.advance(REBALANCE_RETRY));
-    let pull_of = |out: &[Output], queue_id: i32| {
-        transmits(out).into_iter().find(|(_, r)| {
-            r.request_code() == RequestCode::PULL_MESSAGE
-                && r.header::<PullMessageRequestHeader>().unwrap().queue_id == queue_id
-        })
-    };
     let (_, p0) = pull_of(&out, 0).expect("every queue is pulled, from 0");
     // Queue 0: three messages, all consumed.
     let out = h.respond(broker, found(p0.opaque, 0, 0..3));
@@ -511,15 +518,8 @@ fn broadcasting_keeps_a_dropped_queues_offset_and_commits_nothing_on_the_broker(
     let tickets: Vec<Ticket> = deliveries(&out).iter().map(|d| d.ticket).collect();
     assert_eq!(tickets.len(), 3);
     for ticket in tickets {
-        h.client.handle_input(
-            h.now,
-            Input::Consumed {
-                ticket,
-                result: ConsumeResult::Success,
-            },
-        );
+        finish(&mut h, ticket, ConsumeResult::Success);
     }
-    h.outputs();
     // The pull in flight answers nothing new; the one after it carries no
     // commit for the broker: a broadcasting consumer's offsets are its own.
     let none = RemotingCommand::response(ResponseCode::PULL_NOT_FOUND, next.opaque, None)
@@ -586,12 +586,6 @@ fn broadcasting_keeps_a_dropped_queues_offset_and_commits_nothing_on_the_broker(
 #[test]
 fn the_broker_resets_offsets_backwards_and_calls_on_the_old_cache_no_longer_count() {
     let (mut h, broker, pulls) = started(ConsumerConfig::new("G"));
-    let pull_of = |out: &[Output], queue_id: i32| {
-        transmits(out).into_iter().find(|(_, r)| {
-            r.request_code() == RequestCode::PULL_MESSAGE
-                && r.header::<PullMessageRequestHeader>().unwrap().queue_id == queue_id
-        })
-    };
     let writes = |out: &[Output]| -> Vec<UpdateConsumerOffsetRequestHeader> {
         transmits(out)
             .iter()
@@ -606,14 +600,7 @@ fn the_broker_resets_offsets_backwards_and_calls_on_the_old_cache_no_longer_coun
     let out = h.respond(broker, found(p0.opaque, 0, 10..13));
     let tickets: Vec<Ticket> = deliveries(&out).iter().map(|d| d.ticket).collect();
     assert_eq!(tickets.len(), 3);
-    h.client.handle_input(
-        h.now,
-        Input::Consumed {
-            ticket: tickets[0],
-            result: ConsumeResult::Success,
-        },
-    );
-    h.outputs();
+    finish(&mut h, tickets[0], ConsumeResult::Success);
 
     // An operator resets the group to offset 5 (a broker that leaves resets to
     // its clients): the new offset is written at once and pulled from.
@@ -650,16 +637,11 @@ fn the_broker_resets_offsets_backwards_and_calls_on_the_old_cache_no_longer_coun
         5
     );
     // The calls still running on the old cache finish: they move nothing.
+    let mut out = Vec::new();
     for ticket in &tickets[1..] {
-        h.client.handle_input(
-            h.now,
-            Input::Consumed {
-                ticket: *ticket,
-                result: ConsumeResult::Success,
-            },
-        );
+        out.extend(finish(&mut h, *ticket, ConsumeResult::Success));
     }
-    assert!(writes(&h.outputs()).is_empty());
+    assert!(writes(&out).is_empty());
     let out = h.advance(Duration::from_secs(5));
     assert!(
         writes(&out)
