@@ -8,6 +8,7 @@
 //! ignored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -81,13 +82,14 @@ pub(super) struct Consumers {
     groups: BTreeMap<String, Consumer>,
     next_ticket: u64,
     next_generation: u64,
-    /// Which consumer each listener call belongs to.
-    tickets: HashMap<Ticket, (String, TicketInfo)>,
+    /// Which consumer each listener call belongs to (by the group's shared
+    /// name: a call costs no copy of it).
+    tickets: HashMap<Ticket, (Arc<str>, TicketInfo)>,
 }
 
 #[derive(Debug)]
 struct TicketInfo {
-    queue: MessageQueue,
+    queue: Arc<MessageQueue>,
     generation: u64,
     offsets: Vec<i64>,
     started: Instant,
@@ -148,18 +150,31 @@ struct StartCheck {
 
 #[derive(Debug)]
 struct Consumer {
+    /// The group, shared with the listener calls in flight.
+    name: Arc<str>,
     config: ConsumerConfig,
     subs: Subscriptions,
     suspended: bool,
     /// Assigned queues.
     queues: BTreeMap<MessageQueue, Slot>,
-    /// Queues with ready messages, served in turn.
-    ready: VecDeque<MessageQueue>,
+    /// Queues with ready messages, served in turn (shared with their slots:
+    /// a turn costs no copy of the queue's names).
+    ready: VecDeque<Arc<MessageQueue>>,
     /// Queues whose pulls wait for room in a cache, in arrival order.
-    waiting: VecDeque<MessageQueue>,
+    waiting: VecDeque<Arc<MessageQueue>>,
     in_flight: usize,
     cached_count: usize,
     cached_bytes: usize,
+    /// Cache freed (messages, bytes) since the waiting queues were last looked
+    /// at.
+    freed: (usize, usize),
+    /// How much must be freed (messages, bytes) before the global budget
+    /// lets any waiting queue pull, and for how many assigned queues that was
+    /// worked out (their shares of the budget follow the number). Until then a
+    /// completion looks only at its own queue, the one whose own limits it
+    /// eased, instead of at every waiting queue. `None`: look at every waiting
+    /// queue at the next completion.
+    room_after: Option<(usize, usize, usize)>,
     /// Committed offsets: what the group has consumed up to, per queue.
     offsets: BTreeMap<MessageQueue, Offset>,
     rebalance_at: Instant,
@@ -211,6 +226,8 @@ struct Offset {
 
 #[derive(Debug)]
 struct Slot {
+    /// The queue, shared with the turns and calls that name it.
+    queue: Arc<MessageQueue>,
     generation: u64,
     /// Listed in the consumer's `ready` turn.
     in_ready: bool,
@@ -258,6 +275,43 @@ impl Consumer {
     fn release(&mut self, count: usize, bytes: usize) {
         self.cached_count = self.cached_count.saturating_sub(count);
         self.cached_bytes = self.cached_bytes.saturating_sub(bytes);
+        self.freed.0 = self.freed.0.saturating_add(count);
+        self.freed.1 = self.freed.1.saturating_add(bytes);
+    }
+
+    /// A queue starts waiting for room.
+    fn wait_for_room(&mut self, queue: Arc<MessageQueue>) {
+        self.held_back(&queue);
+        self.waiting.push_back(queue);
+    }
+
+    /// A waiting queue found no room: what must be freed before the global
+    /// budget lets a waiting queue pull takes it into account.
+    fn held_back(&mut self, queue: &MessageQueue) {
+        let short = self
+            .queues
+            .get(queue)
+            .and_then(|s| s.pq.as_ref())
+            .map(|pq| self.global_short(pq));
+        if let (Some((count, bytes)), Some(after)) = (short, &mut self.room_after) {
+            if (count, bytes) != (0, 0) {
+                // Counted from the last look, like `freed`.
+                after.0 = after.0.min(self.freed.0.saturating_add(count));
+                after.1 = after.1.min(self.freed.1.saturating_add(bytes));
+            }
+        }
+    }
+
+    /// How much the cache must shed (messages, bytes) before the global budget
+    /// leaves `pq` a pull's worth of room, with the assigned queues as they
+    /// are. (0, 0) when the global budget is not what holds it back: then only
+    /// its own completions can make room.
+    fn global_short(&self, pq: &ProcessQueue) -> (usize, usize) {
+        let room = self.room_parts(pq);
+        (
+            room.need.0.saturating_sub(room.global.0),
+            room.need.1.saturating_sub(room.global.1),
+        )
     }
 
     /// The limit sent back with a failed message: Java reads an unset (-1)
@@ -280,7 +334,7 @@ impl Consumer {
         if let Some(slot) = self.queues.get_mut(queue) {
             if !slot.in_ready {
                 slot.in_ready = true;
-                self.ready.push_back(queue.clone());
+                self.ready.push_back(slot.queue.clone());
             }
         }
     }
@@ -332,26 +386,54 @@ impl Consumer {
     /// quarter of its bytes), so that a full cache refills in batches instead
     /// of one pull per consumed message. An empty queue may always pull.
     fn room(&self, pq: &ProcessQueue) -> (usize, usize) {
-        let c = &self.config;
-        if pq.span() > c.max_span {
+        if pq.span() > self.config.max_span {
             return (0, 0);
         }
-        let n = self.queues.len().max(1);
-        let max_count = c.queue_cache_count.min((c.global_cache_count / n).max(1));
-        let max_bytes = c.queue_cache_bytes.min((c.global_cache_bytes / n).max(1));
-        let count = max_count
-            .saturating_sub(pq.count())
-            .min(c.global_cache_count.saturating_sub(self.cached_count));
-        let bytes = max_bytes
-            .saturating_sub(pq.bytes())
-            .min(c.global_cache_bytes.saturating_sub(self.cached_bytes));
-        let min_count = (c.pull_batch_size as usize).min(max_count / 2).max(1);
-        let min_bytes = (max_bytes / 4).max(1);
-        if pq.count() > 0 && (count < min_count || bytes < min_bytes) {
+        let room = self.room_parts(pq);
+        let count = room.own.0.min(room.global.0);
+        let bytes = room.own.1.min(room.global.1);
+        if count < room.need.0 || bytes < room.need.1 {
             return (0, 0);
         }
         (count, bytes)
     }
+
+    /// The room `pq` has under its own limits and under what is left of the
+    /// global budget, and the least worth a pull: a batch for a queue that
+    /// holds messages (see [`room`](Self::room)), anything for an empty one.
+    fn room_parts(&self, pq: &ProcessQueue) -> Room {
+        let c = &self.config;
+        let n = self.queues.len().max(1);
+        let max_count = c.queue_cache_count.min((c.global_cache_count / n).max(1));
+        let max_bytes = c.queue_cache_bytes.min((c.global_cache_bytes / n).max(1));
+        let own = (
+            max_count.saturating_sub(pq.count()),
+            max_bytes.saturating_sub(pq.bytes()),
+        );
+        let global = (
+            c.global_cache_count.saturating_sub(self.cached_count),
+            c.global_cache_bytes.saturating_sub(self.cached_bytes),
+        );
+        let need = if pq.count() == 0 {
+            (1, 1)
+        } else {
+            (
+                (c.pull_batch_size as usize).min(max_count / 2).max(1),
+                (max_bytes / 4).max(1),
+            )
+        };
+        Room { own, global, need }
+    }
+}
+
+/// A queue's room in the cache (messages, bytes); see [`Consumer::room_parts`].
+struct Room {
+    /// Under its own limits and its share of the global budget.
+    own: (usize, usize),
+    /// What is left of the global budget.
+    global: (usize, usize),
+    /// The least worth a pull.
+    need: (usize, usize),
 }
 
 impl Client {
@@ -454,6 +536,7 @@ impl Client {
         self.consumers.groups.insert(
             group.clone(),
             Consumer {
+                name: Arc::from(group.as_str()),
                 config,
                 subs,
                 suspended: false,
@@ -463,6 +546,8 @@ impl Client {
                 in_flight: 0,
                 cached_count: 0,
                 cached_bytes: 0,
+                freed: (0, 0),
+                room_after: None,
                 offsets: BTreeMap::new(),
                 rebalance_at: now,
                 started_ms: self.wall_ms(now),
@@ -806,7 +891,9 @@ impl Client {
             return;
         };
         for (ticket, (g, info)) in &mut self.consumers.tickets {
-            if g == group && !info.overdue && now.saturating_duration_since(info.started) > timeout
+            if &**g == group
+                && !info.overdue
+                && now.saturating_duration_since(info.started) > timeout
             {
                 info.overdue = true;
                 warn!(%group, %ticket, queue = %info.queue, running = ?now.saturating_duration_since(info.started), "listener call past the consume timeout");
@@ -995,6 +1082,7 @@ impl Client {
             c.queues.insert(
                 q.clone(),
                 Slot {
+                    queue: Arc::new(q.clone()),
                     generation,
                     in_ready: false,
                     pq: None,
@@ -1021,10 +1109,10 @@ impl Client {
             c.release(count, bytes);
         }
         if slot.in_ready {
-            c.ready.retain(|q| q != queue);
+            c.ready.retain(|q| **q != *queue);
         }
         if slot.pull == PullState::Full {
-            c.waiting.retain(|q| q != queue);
+            c.waiting.retain(|q| **q != *queue);
         }
         // The broker keeps a clustering group's offset for the next owner; a
         // broadcasting consumer keeps its own, in its file, for when the queue
@@ -1357,7 +1445,8 @@ impl Client {
                 if let Some(slot) = c.queues.get_mut(queue) {
                     if slot.pull != PullState::Full {
                         slot.pull = PullState::Full;
-                        c.waiting.push_back(queue.clone());
+                        let queue = slot.queue.clone();
+                        c.wait_for_room(queue);
                     }
                 }
             }
@@ -1529,16 +1618,15 @@ impl Client {
             let (count_after, bytes_after) = (pq.count(), pq.bytes());
             c.cached_count = (c.cached_count + count_after).saturating_sub(count_before);
             c.cached_bytes = (c.cached_bytes + bytes_after).saturating_sub(bytes_before);
+            c.freed.0 += count_before.saturating_sub(count_after);
+            c.freed.1 += bytes_before.saturating_sub(bytes_after);
         }
         if ready {
             c.mark_ready(&queue);
         }
-        let full = c
-            .queues
-            .get(&queue)
-            .is_some_and(|s| s.pull == PullState::Full);
-        if full {
-            c.waiting.push_back(queue.clone());
+        if let Some(slot) = c.queues.get(&queue).filter(|s| s.pull == PullState::Full) {
+            let queue = slot.queue.clone();
+            c.wait_for_room(queue);
         }
         self.update_committed(group, &queue);
         if let Some(to) = moved {
@@ -1595,7 +1683,7 @@ impl Client {
             let Some(queue) = c.ready.pop_front() else {
                 break;
             };
-            let Some(slot) = c.queues.get_mut(&queue) else {
+            let Some(slot) = c.queues.get_mut(&*queue) else {
                 continue;
             };
             slot.in_ready = false;
@@ -1615,7 +1703,7 @@ impl Client {
             c.in_flight += 1;
             let context = ConsumeContext {
                 group: group.to_owned(),
-                queue: queue.clone(),
+                queue: (*queue).clone(),
                 reconsume_times: messages.first().map_or(0, |m| m.reconsume_times),
                 consume_start_ms: wall,
                 attributes: BTreeMap::new(),
@@ -1623,7 +1711,7 @@ impl Client {
             self.consumers.tickets.insert(
                 ticket,
                 (
-                    group.to_owned(),
+                    c.name.clone(),
                     TicketInfo {
                         queue,
                         generation: slot.generation,
@@ -1646,7 +1734,7 @@ impl Client {
         let Some((group, info)) = self.consumers.tickets.remove(&ticket) else {
             return;
         };
-        let Some(c) = self.consumers.groups.get_mut(&group) else {
+        let Some(c) = self.consumers.groups.get_mut(&*group) else {
             return;
         };
         c.in_flight = c.in_flight.saturating_sub(1);
@@ -1655,7 +1743,7 @@ impl Client {
         let mut backs = Vec::new();
         if let Some(pq) = c
             .queues
-            .get_mut(&info.queue)
+            .get_mut(&*info.queue)
             .filter(|s| s.generation == info.generation)
             .and_then(|s| s.pq.as_mut())
         {
@@ -1695,7 +1783,17 @@ impl Client {
             );
         }
         self.update_committed(&group, &info.queue);
-        self.room_freed(now, &group);
+        let Some(c) = self.consumers.groups.get(&*group) else {
+            return;
+        };
+        let global_held = c.room_after.is_some_and(|(count, bytes, queues)| {
+            queues == c.queues.len() && (c.freed.0 < count || c.freed.1 < bytes)
+        });
+        if global_held {
+            self.own_room_freed(now, &group, &info.queue);
+        } else {
+            self.room_freed(now, &group);
+        }
         self.dispatch_deliveries(now, &group);
         self.check_drained(now, &group);
     }
@@ -1810,12 +1908,12 @@ impl Client {
             if c.cached_count >= c.config.global_cache_count
                 || c.cached_bytes >= c.config.global_cache_bytes
             {
-                return;
+                break;
             }
             let Some(q) = c.waiting.pop_front() else {
-                return;
+                break;
             };
-            let Some(slot) = c.queues.get_mut(&q) else {
+            let Some(slot) = c.queues.get_mut(&*q) else {
                 continue;
             };
             if slot.pull != PullState::Full {
@@ -1824,6 +1922,56 @@ impl Client {
             slot.pull = PullState::At(now);
             self.pull_or_wait(now, group, &q);
         }
+        // What must be freed before the global budget lets one of the queues
+        // still waiting pull; those held back only by their own limits wait
+        // for their own completions.
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let mut after = (usize::MAX, usize::MAX, c.queues.len());
+        for q in &c.waiting {
+            let Some(pq) = c
+                .queues
+                .get(&**q)
+                .filter(|s| s.pull == PullState::Full)
+                .and_then(|s| s.pq.as_ref())
+            else {
+                continue;
+            };
+            let (count, bytes) = c.global_short(pq);
+            if (count, bytes) != (0, 0) {
+                after.0 = after.0.min(count);
+                after.1 = after.1.min(bytes);
+            }
+        }
+        c.freed = (0, 0);
+        c.room_after = Some(after);
+    }
+
+    /// A completion on `queue` eased its own limits while the global budget
+    /// still holds every other waiting queue back: only `queue` may pull now.
+    fn own_room_freed(&mut self, now: Instant, group: &str, queue: &MessageQueue) {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let Some(pq) = c
+            .queues
+            .get(queue)
+            .filter(|s| s.pull == PullState::Full)
+            .and_then(|s| s.pq.as_ref())
+        else {
+            return;
+        };
+        let (count, bytes) = c.room(pq);
+        if count == 0 || bytes == 0 {
+            c.held_back(queue);
+            return;
+        }
+        c.waiting.retain(|q| **q != *queue);
+        if let Some(slot) = c.queues.get_mut(queue) {
+            slot.pull = PullState::At(now);
+        }
+        self.pull_or_wait(now, group, queue);
     }
 
     /// Writes committed offsets that moved since the last write.
@@ -2041,7 +2189,7 @@ impl Client {
         let Some(c) = self.consumers.groups.remove(group) else {
             return;
         };
-        self.consumers.tickets.retain(|_, (g, _)| g != group);
+        self.consumers.tickets.retain(|_, (g, _)| &**g != group);
         info!(%group, "consumer stopped");
         if let Some(s) = c.shutdown {
             self.reply(s.call, Ok(Reply::Done));

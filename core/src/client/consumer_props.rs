@@ -10,12 +10,23 @@
 //! 2. The caches never exceed their limits, but for the documented exception:
 //!    an empty queue takes its first message however large it is (byte limits
 //!    may be passed by that one message, count limits never).
+//! 3. Liveness: once the random steps are over, the logs end and everything
+//!    goes well (no group changes, every pull answered from the log, every
+//!    offset query, offset write and send-back answered with success, every
+//!    listener call a success, time passing only when nothing else is
+//!    pending), every queue the client owns consumes its log to the end and
+//!    empties its cache, within [`DRAIN_STEPS`] steps and [`DRAIN_TIME`] of
+//!    virtual time, with the case's own cache limits and pull batch. A queue
+//!    waiting for room in a cache that frees must pull again.
 //!
 //! The model broker serves each queue from one log that it decides lazily
 //! (a message of some size, or an offset filtered out); offset writes and the
 //! commit offset of pulls are stored as they arrive, and an offset query is
 //! answered with what was stored when it arrived. The other members of the
-//! group are passive: they never write offsets.
+//! group are passive: they never write offsets. For the drain of property 3
+//! each log is decided up to a fixed end; a pull there is held as a broker's
+//! long poll holds it, and answered with no new message when its suspend
+//! time is up.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -46,6 +57,11 @@ const SPAN: i64 = 1_000_000;
 /// The other members the group may have: one sorts before this client's id,
 /// one after.
 const OTHERS: [&str; 2] = ["0.0.0.1@other", "9.9.9.9@other"];
+/// The drain of property 3 ends within this many steps (an answer, a listener
+/// call's completion, or time passing to the next timer)...
+const DRAIN_STEPS: usize = 20_000;
+/// ...and this much virtual time.
+const DRAIN_TIME: Duration = Duration::from_secs(180);
 
 /// The consumer's settings and the broker's log of one case.
 #[derive(Clone, Debug)]
@@ -64,8 +80,11 @@ struct Setup {
     start: i64,
     /// The other members at the start (bits of `OTHERS`).
     others: u8,
-    /// Seed of the message sizes.
+    /// Seed of the message sizes (and of the drain's order).
     seed: u64,
+    /// Offsets each queue's log gets, past what the random steps decided, for
+    /// the drain.
+    tail: usize,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -77,13 +96,14 @@ fn setup() -> impl Strategy<Value = Setup> {
             0i64..=20,
             0u8..4,
             any::<u64>(),
+            0usize..=16,
         ),
     )
         .prop_map(
             |(
                 (global_count, global_bytes, queue_count, queue_bytes),
                 (max_body, pull_batch, consume_batch, concurrency),
-                (persist, start, others, seed),
+                (persist, start, others, seed, tail),
             )| Setup {
                 global_count,
                 global_bytes,
@@ -97,6 +117,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                 start,
                 others,
                 seed,
+                tail,
             },
         )
 }
@@ -205,6 +226,8 @@ struct Request {
     epoch: u64,
     /// Pull: its offset; query: the answer; send-back: the message's offset.
     offset: i64,
+    /// Pull: the most messages it asks for.
+    max: usize,
 }
 
 /// A listener call out.
@@ -287,6 +310,31 @@ fn stored(queue: i32, offset: i64, size: usize) -> MessageExt {
         version: MessageVersion::V1,
         ..MessageExt::default()
     }
+}
+
+/// A pull response's header, the log holding `start..max`.
+fn pull_header(start: i64, next: i64, max: i64) -> PullMessageResponseHeader {
+    PullMessageResponseHeader {
+        next_begin_offset: next,
+        min_offset: start,
+        max_offset: max,
+        ..PullMessageResponseHeader::default()
+    }
+}
+
+/// A pull's SUCCESS answer with `messages` (offset and body size) of queue `q`.
+fn found(
+    q: i32,
+    opaque: i32,
+    messages: &[(i64, usize)],
+    header: PullMessageResponseHeader,
+) -> Result<RemotingCommand, TestCaseError> {
+    let mut body = BytesMut::new();
+    for (offset, size) in messages {
+        encode_stored(&stored(q, *offset, *size), &mut body)
+            .map_err(|e| TestCaseError::fail(format!("message {offset} not encoded: {e}")))?;
+    }
+    Ok(ok(opaque).with_header(&header).with_body(body.freeze()))
 }
 
 impl Sim {
@@ -450,6 +498,7 @@ impl Sim {
                     queue: q,
                     epoch: m.epoch,
                     offset: self.store[&q],
+                    max: 0,
                 });
             }
             RequestCode::PULL_MESSAGE => {
@@ -479,6 +528,7 @@ impl Sim {
                     queue: q,
                     epoch,
                     offset: h.queue_offset,
+                    max: usize::try_from(h.max_msg_nums).unwrap_or(0),
                 });
             }
             RequestCode::UPDATE_CONSUMER_OFFSET => {
@@ -492,6 +542,7 @@ impl Sim {
                     queue: h.queue_id,
                     epoch: 0,
                     offset: h.commit_offset,
+                    max: 0,
                 });
             }
             RequestCode::CONSUMER_SEND_MSG_BACK => {
@@ -509,6 +560,7 @@ impl Sim {
                     queue: q,
                     epoch: m.epoch,
                     offset: h.offset % SPAN,
+                    max: 0,
                 });
             }
             code => {
@@ -741,12 +793,7 @@ impl Sim {
             start,
             end
         );
-        let header = |next: i64, max: i64| PullMessageResponseHeader {
-            next_begin_offset: next,
-            min_offset: start,
-            max_offset: max,
-            ..PullMessageResponseHeader::default()
-        };
+        let header = |next: i64, max: i64| pull_header(start, next, max);
         let (mut count, mut skip) = (1, 0u8);
         match reply {
             PullReply::Fail => {
@@ -822,20 +869,67 @@ impl Sim {
             o += 1;
             walked += 1;
         }
-        let mut body = BytesMut::new();
-        for (offset, size) in &messages {
-            encode_stored(&stored(q, *offset, *size), &mut body).unwrap();
-        }
         let max = start + self.log[&q].len() as i64;
-        let cmd = ok(opaque)
-            .with_header(&header(o, max))
-            .with_body(body.freeze());
+        let cmd = found(q, opaque, &messages, header(o, max))?;
         Ok(Served {
             cmd,
             kind: Kind::Found,
             next: o,
             messages,
         })
+    }
+
+    /// Answers pull `p` with `served`; the model's cache follows the
+    /// client's.
+    fn answer_pull(&mut self, p: &Request, served: Served) -> Check {
+        let late = p.deadline <= self.h.now;
+        let Served {
+            cmd,
+            kind,
+            next,
+            messages,
+        } = served;
+        let out = self.exchange(Input::Received(p.conn, frame(&cmd)));
+        let current = !late
+            && self
+                .owned
+                .get(&p.queue)
+                .is_some_and(|m| m.epoch == p.epoch && m.started);
+        if current {
+            match kind {
+                Kind::Found => {
+                    let s = self.stats()?;
+                    let Some(new_next) = s
+                        .queues
+                        .iter()
+                        .find(|(mq, _)| mq.queue_id == p.queue)
+                        .map(|(_, qs)| qs.next_pull_offset)
+                    else {
+                        return Err(TestCaseError::fail("the pulled queue has no stats"));
+                    };
+                    prop_assert!(
+                        new_next == next || messages.iter().any(|(o, _)| *o == new_next),
+                        "queue {} moved on to {} after a pull up to {}",
+                        p.queue,
+                        new_next,
+                        next
+                    );
+                    let m = self.owned.get_mut(&p.queue).unwrap();
+                    let was_empty = m.cache.is_empty();
+                    for (k, (o, size)) in messages.iter().filter(|(o, _)| *o < new_next).enumerate()
+                    {
+                        m.cache.insert(*o, (*size, was_empty && k == 0));
+                    }
+                    m.next_pull = new_next;
+                }
+                Kind::Nothing => {
+                    let m = self.owned.get_mut(&p.queue).unwrap();
+                    m.next_pull = m.next_pull.max(next);
+                }
+                Kind::Failed => {}
+            }
+        }
+        self.settle(out)
     }
 
     /// A step whose kind has nothing to answer answers something else, so
@@ -879,55 +973,8 @@ impl Sim {
                     return Ok(());
                 }
                 let p = self.pulls.remove(usize::from(i) % self.pulls.len());
-                let late = p.deadline <= now;
-                let Served {
-                    cmd,
-                    kind,
-                    next,
-                    messages,
-                } = self.serve(p.queue, p.opaque, p.offset, reply)?;
-                let out = self.exchange(Input::Received(p.conn, frame(&cmd)));
-                let current = !late
-                    && self
-                        .owned
-                        .get(&p.queue)
-                        .is_some_and(|m| m.epoch == p.epoch && m.started);
-                if current {
-                    match kind {
-                        Kind::Found => {
-                            let s = self.stats()?;
-                            let Some(new_next) = s
-                                .queues
-                                .iter()
-                                .find(|(mq, _)| mq.queue_id == p.queue)
-                                .map(|(_, qs)| qs.next_pull_offset)
-                            else {
-                                return Err(TestCaseError::fail("the pulled queue has no stats"));
-                            };
-                            prop_assert!(
-                                new_next == next || messages.iter().any(|(o, _)| *o == new_next),
-                                "queue {} moved on to {} after a pull up to {}",
-                                p.queue,
-                                new_next,
-                                next
-                            );
-                            let m = self.owned.get_mut(&p.queue).unwrap();
-                            let was_empty = m.cache.is_empty();
-                            for (k, (o, size)) in
-                                messages.iter().filter(|(o, _)| *o < new_next).enumerate()
-                            {
-                                m.cache.insert(*o, (*size, was_empty && k == 0));
-                            }
-                            m.next_pull = new_next;
-                        }
-                        Kind::Nothing => {
-                            let m = self.owned.get_mut(&p.queue).unwrap();
-                            m.next_pull = m.next_pull.max(next);
-                        }
-                        Kind::Failed => {}
-                    }
-                }
-                self.settle(out)
+                let served = self.serve(p.queue, p.opaque, p.offset, reply)?;
+                self.answer_pull(&p, served)
             }
             Step::Consume(i, success) => {
                 if self.handed.is_empty() {
@@ -1038,6 +1085,210 @@ impl Sim {
             Step::Members(others) => self.members(others),
         }
     }
+
+    /// Property 3: the logs end, and everything goes well until every queue
+    /// the client owns has consumed its log to the end and emptied its cache.
+    /// What happens next (an answer, a listener call's completion) is picked
+    /// by the case's seed; time passes, to the client's next timer or the end
+    /// of a held pull's suspension, only when nothing else can happen.
+    fn drain(&mut self) -> Check {
+        self.end_logs();
+        let begin = self.h.now;
+        let mut steps = 0;
+        loop {
+            let Some(stalled) = self.undrained()? else {
+                return Ok(());
+            };
+            let spent = self.h.now.saturating_duration_since(begin);
+            if steps == DRAIN_STEPS || spent > DRAIN_TIME {
+                return Err(TestCaseError::fail(format!(
+                    "the queues never drain ({steps} steps, {spent:?} of virtual time): {stalled}"
+                )));
+            }
+            steps += 1;
+            self.drain_step(splitmix(self.setup.seed.wrapping_add(steps as u64)))?;
+            self.check()?;
+        }
+    }
+
+    /// Decides every queue's log up to its end: `setup.tail` offsets past
+    /// what was decided, one in six filtered out.
+    fn end_logs(&mut self) {
+        let (start, seed, tail) = (self.setup.start, self.setup.seed, self.setup.tail);
+        let queues: Vec<i32> = self.log.keys().copied().collect();
+        for q in queues {
+            let from = start + self.log[&q].len() as i64;
+            for o in from..from + tail as i64 {
+                let filtered = splitmix(!seed ^ (u64::from(q as u32) << 40) ^ o as u64) % 6 == 0;
+                let entry = if filtered {
+                    Entry::Filtered
+                } else {
+                    Entry::Message(self.size(q, o))
+                };
+                if let Some(log) = self.log.get_mut(&q) {
+                    log.push(entry);
+                }
+            }
+        }
+    }
+
+    /// The end of queue `q`'s log.
+    fn end(&self, q: i32) -> i64 {
+        self.setup.start + self.log.get(&q).map_or(0, |l| l.len() as i64)
+    }
+
+    /// One step of the drain.
+    fn drain_step(&mut self, roll: u64) -> Check {
+        let now = self.h.now;
+        // Pulls below the end are answered at once; one at the end is held
+        // until its suspension is up.
+        let due: Vec<usize> = (0..self.pulls.len())
+            .filter(|&k| {
+                let p = &self.pulls[k];
+                p.offset < self.end(p.queue) || held_until(p) <= now
+            })
+            .collect();
+        let i = (roll >> 32) as u8;
+        let mut moves = Vec::new();
+        if !self.queries.is_empty() {
+            moves.push(Some(Step::Query(i)));
+        }
+        if !self.handed.is_empty() {
+            moves.push(Some(Step::Consume(i, true)));
+        }
+        if !self.backs.is_empty() {
+            moves.push(Some(Step::SendBack(i, Answer::Success)));
+        }
+        if !self.updates.is_empty() {
+            moves.push(Some(Step::Update(i, true)));
+        }
+        if !due.is_empty() {
+            moves.push(None);
+        }
+        if moves.is_empty() {
+            return self.wait();
+        }
+        match &moves[(roll % moves.len() as u64) as usize] {
+            Some(step) => self.step(step),
+            None => {
+                let p = self.pulls.remove(due[usize::from(i) % due.len()]);
+                let served = self.serve_ended(&p)?;
+                self.answer_pull(&p, served)
+            }
+        }
+    }
+
+    /// Nothing to answer: time passes to the client's next timer or the end
+    /// of a held pull's suspension, whichever comes first.
+    fn wait(&mut self) -> Check {
+        let held = self.pulls.iter().map(held_until).min();
+        let Some(to) = held.into_iter().chain(self.h.client.poll_timeout()).min() else {
+            return Err(TestCaseError::fail(
+                "nothing pending: no request out, no listener call, no timer",
+            ));
+        };
+        self.h.now = self.h.now.max(to);
+        let out = self.exchange(Input::Timeout);
+        self.settle(out)
+    }
+
+    /// The broker's answer to pull `p` from the ended log: up to the messages
+    /// it asks for, or, with none left before the end, nothing (no matched
+    /// message below the end, no new message at it).
+    fn serve_ended(&self, p: &Request) -> Result<Served, TestCaseError> {
+        let (q, from, start) = (p.queue, p.offset, self.setup.start);
+        let end = self.end(q);
+        prop_assert!(
+            (start..=end).contains(&from),
+            "pull of queue {} from {}, outside its log ({}..={})",
+            q,
+            from,
+            start,
+            end
+        );
+        if from == end {
+            let cmd = RemotingCommand::response(ResponseCode::PULL_NOT_FOUND, p.opaque, None)
+                .with_header(&pull_header(start, from, end));
+            return Ok(Served {
+                cmd,
+                kind: Kind::Nothing,
+                next: from,
+                messages: Vec::new(),
+            });
+        }
+        let log = &self.log[&q];
+        let mut messages = Vec::new();
+        let mut o = from;
+        while o < end && messages.len() < p.max.max(1) {
+            if let Entry::Message(size) = log[(o - start) as usize] {
+                messages.push((o, size));
+            }
+            o += 1;
+        }
+        if messages.is_empty() {
+            let cmd =
+                RemotingCommand::response(ResponseCode::PULL_RETRY_IMMEDIATELY, p.opaque, None)
+                    .with_header(&pull_header(start, o, end));
+            return Ok(Served {
+                cmd,
+                kind: Kind::Nothing,
+                next: o,
+                messages,
+            });
+        }
+        let cmd = found(q, p.opaque, &messages, pull_header(start, o, end))?;
+        Ok(Served {
+            cmd,
+            kind: Kind::Found,
+            next: o,
+            messages,
+        })
+    }
+
+    /// The first queue the client owns that has not consumed its log to the
+    /// end or still caches messages, described; `None` once all are drained.
+    fn undrained(&mut self) -> Result<Option<String>, TestCaseError> {
+        let s = self.stats()?;
+        for &q in self.owned.keys() {
+            let end = self.end(q);
+            let qs = s
+                .queues
+                .iter()
+                .find(|(mq, _)| mq.queue_id == q)
+                .map(|(_, qs)| qs);
+            let committed = qs.and_then(|qs| qs.committable_offset);
+            let (count, bytes) = qs.map_or((0, 0), |qs| (qs.cached_count, qs.cached_bytes));
+            if committed == Some(end) && count == 0 {
+                continue;
+            }
+            let shown = |o: Option<i64>| o.map_or_else(|| "none".to_owned(), |o| o.to_string());
+            let pulls = self.pulls.iter().filter(|p| p.queue == q).count();
+            return Ok(Some(format!(
+                "queue {q} has committed offset {} (the broker stores {}) of its log's end \
+                 {end}, next pull {}, {pulls} pulls out, and caches {count} messages ({bytes} \
+                 bytes); the consumer caches {} messages ({} bytes) of at most {} ({} bytes), \
+                 {} per queue ({} bytes), pulls {} at a time, and has {} listener calls out",
+                shown(committed),
+                shown(self.store.get(&q).copied()),
+                shown(qs.map(|qs| qs.next_pull_offset)),
+                s.cached_count,
+                s.cached_bytes,
+                self.setup.global_count,
+                self.setup.global_bytes,
+                self.setup.queue_count,
+                self.setup.queue_bytes,
+                self.setup.pull_batch,
+                s.in_flight,
+            )));
+        }
+        Ok(None)
+    }
+}
+
+/// When the broker answers pull `p` at the end of its log with no new message:
+/// when its suspension, counted from when it was sent, is up.
+fn held_until(p: &Request) -> Instant {
+    p.deadline - PULL_TIMEOUT + PULL_SUSPEND
 }
 
 fn run(setup: Setup, steps: &[Step]) -> Check {
@@ -1047,13 +1298,14 @@ fn run(setup: Setup, steps: &[Step]) -> Check {
         sim.step(step)?;
         sim.check()?;
     }
-    Ok(())
+    sim.drain()
 }
 
 proptest! {
-    /// Properties 1 and 2 over random interleavings.
+    /// Properties 1 and 2 over random interleavings, then 3 in a drain (with
+    /// 1 and 2 still checked).
     #[test]
-    fn offsets_never_pass_unfinished_messages_and_caches_keep_their_limits(
+    fn offsets_never_pass_unfinished_messages_caches_keep_their_limits_and_queues_drain(
         setup in setup(),
         steps in proptest::collection::vec(step(), 1..150),
     ) {
