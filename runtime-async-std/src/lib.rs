@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
@@ -69,6 +70,8 @@ enum Request {
 #[derive(Clone, Debug)]
 pub struct Client {
     requests: Sender<Request>,
+    /// The driver thread, joined by whoever shuts the client down.
+    driver: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Client {
@@ -84,8 +87,9 @@ impl Client {
     /// started on first use; later callers' other settings are not applied. With
     /// the default instance name, every caller in the process gets the same one.
     pub fn shared(mut config: ClientConfig) -> Self {
+        type Driver = std::sync::Weak<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>;
         static CLIENTS: std::sync::Mutex<
-            std::collections::BTreeMap<String, async_channel::WeakSender<Request>>,
+            std::collections::BTreeMap<String, (async_channel::WeakSender<Request>, Driver)>,
         > = std::sync::Mutex::new(std::collections::BTreeMap::new());
         static PROCESS_SALT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
         config.pid = std::process::id();
@@ -94,11 +98,17 @@ impl Client {
         let mut clients = CLIENTS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(requests) = clients.get(&id).and_then(|weak| weak.upgrade()) {
-            return Self { requests };
+        if let Some((requests, driver)) = clients
+            .get(&id)
+            .and_then(|(requests, driver)| Some((requests.upgrade()?, driver.upgrade()?)))
+        {
+            return Self { requests, driver };
         }
         let client = Self::spawn(config);
-        clients.insert(id, client.requests.downgrade());
+        clients.insert(
+            id,
+            (client.requests.downgrade(), Arc::downgrade(&client.driver)),
+        );
         client
     }
 
@@ -109,11 +119,13 @@ impl Client {
             .spawn(move || {
                 let ex = LocalExecutor::new();
                 async_io::block_on(ex.run(drive(&ex, config, rx)));
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the driver thread");
+            })
+            .map_err(|e| tracing::error!(error = %e, "cannot start the driver thread"))
+            .ok();
+        Self {
+            requests,
+            driver: Arc::new(std::sync::Mutex::new(spawned)),
         }
-        Self { requests }
     }
 
     /// Runs a call and waits for its reply.
@@ -142,12 +154,32 @@ impl Client {
         let _ = self.requests.try_send(Request::Unlisten(group.to_owned()));
     }
 
-    /// Closes every connection and stops the driver. Calls still waiting fail
-    /// with [`ClientError::Shutdown`].
+    /// After a consumer's shutdown: its listener goes (its async calls are
+    /// tasks of the driver, already finished by the drain), then the client
+    /// itself if this is its last handle.
+    async fn close_consumer(&self, group: &str) {
+        self.unlisten(group);
+        if Arc::strong_count(&self.driver) == 1 {
+            self.shutdown().await;
+        }
+    }
+
+    /// Closes every connection and stops the driver; the client's thread and
+    /// tasks are gone when it returns. Calls still waiting fail with
+    /// [`ClientError::Shutdown`].
     pub async fn shutdown(&self) {
         let (tx, rx) = async_channel::bounded(1);
         if self.requests.send(Request::Shutdown(tx)).await.is_ok() {
             let _ = rx.recv().await;
+        }
+        let driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take_if(|d| d.thread().id() != std::thread::current().id());
+        if let Some(driver) = driver {
+            // The thread is ending: its executor and tasks are being dropped.
+            let _ = blocking::unblock(move || driver.join()).await;
         }
     }
 }

@@ -3,16 +3,21 @@
 //! listener. The state machine is the core's; this only runs listeners and
 //! carries calls.
 //!
-//! The pool wakes as few threads as the work needs: a delivery wakes a thread
-//! only when none is already on its way, and a thread that takes a delivery
-//! with more queued behind it wakes the next. The core hands out a queue's
-//! worth of calls beyond the thread count, so a thread done with one takes the
-//! next at once. Results gather in one list per client and wake the driver
-//! once per run, when the queue runs low, instead of once per call.
+//! The pool wakes as few threads as the work needs. A delivery wakes a thread
+//! when none is at work; another is woken only when queued work has waited
+//! longer than a wake-up costs ([`STALE`]), so a fast listener runs on one
+//! thread without handing each call across threads, and a slow or stuck one
+//! brings in the rest of the pool one by one. The driver keeps a deadline for
+//! stale work, so a listener stuck in a call cannot hold up the calls queued
+//! behind it. The core hands out a queue's worth of calls beyond the thread
+//! count, so a thread done with one takes the next at once. Results gather in
+//! one list per client and wake the driver once per run, when the queue runs
+//! low, instead of once per call.
 
 use std::collections::VecDeque;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use rocketmq_core::consumer::{
     run_listener, ConsumeResult, ConsumerOptions, Delivery, Listener, Ticket,
@@ -63,10 +68,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How long queued work may wait before another consume thread is woken for
+/// it while one is already at work. Waking a thread costs more than a fast
+/// listener takes per call, so a thread keeping up alone is left alone; work
+/// that waits longer than this (a slow listener, or one stuck in a call) gets
+/// the next thread, and so on up to the pool's size.
+const STALE: Duration = Duration::from_micros(200);
+
 /// The queue the consume threads share.
 #[derive(Debug, Default)]
 struct Queue {
-    deliveries: VecDeque<Delivery>,
+    /// Deliveries with when they were queued.
+    deliveries: VecDeque<(Instant, Delivery)>,
+    /// Threads in the pool.
+    threads: usize,
     /// Threads waiting for work.
     idle: usize,
     /// Threads woken and not yet back at the queue.
@@ -75,10 +90,34 @@ struct Queue {
     closed: bool,
 }
 
+impl Queue {
+    /// Whether a thread should be woken for the queued work: there is work,
+    /// an idle thread, none already on its way, and either no thread at work
+    /// or work that has waited for [`STALE`].
+    fn wants_thread(&self, now: Instant) -> bool {
+        let Some((queued, _)) = self.deliveries.front() else {
+            return false;
+        };
+        let working = self.threads.saturating_sub(self.idle);
+        self.waking == 0
+            && self.idle > 0
+            && (working == 0 || now.saturating_duration_since(*queued) >= STALE)
+    }
+
+    /// When waiting work turns stale, if a thread could then be woken for it.
+    fn stale_at(&self) -> Option<Instant> {
+        let (queued, _) = self.deliveries.front()?;
+        (self.waking == 0 && self.idle > 0).then_some(*queued + STALE)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// Threads that have not ended yet, and the signal of each end.
+    running: Mutex<usize>,
+    ended: Condvar,
 }
 
 impl Shared {
@@ -86,17 +125,15 @@ impl Shared {
     /// queue is running low (at most `low_water` left).
     fn try_next(&self, low_water: usize) -> (Option<Delivery>, bool) {
         let mut q = lock(&self.queue);
-        let next = q.deliveries.pop_front();
-        if next.is_some() && !q.deliveries.is_empty() {
-            self.wake_one(&mut q);
-        }
+        let next = q.deliveries.pop_front().map(|(_, d)| d);
+        self.wake_if_wanted(&mut q, Instant::now());
         let low = next.is_none() || q.deliveries.len() <= low_water;
         (next, low)
     }
 
-    /// Wakes one idle thread unless one is already on its way.
-    fn wake_one(&self, q: &mut Queue) {
-        if q.waking == 0 && q.idle > 0 {
+    /// Wakes one idle thread if the queued work wants one.
+    fn wake_if_wanted(&self, q: &mut Queue, now: Instant) {
+        if q.wants_thread(now) {
             q.waking += 1;
             self.ready.notify_one();
         }
@@ -107,10 +144,8 @@ impl Shared {
     fn next(&self) -> Option<Delivery> {
         let mut q = lock(&self.queue);
         loop {
-            if let Some(delivery) = q.deliveries.pop_front() {
-                if !q.deliveries.is_empty() {
-                    self.wake_one(&mut q);
-                }
+            if let Some((_, delivery)) = q.deliveries.pop_front() {
+                self.wake_if_wanted(&mut q, Instant::now());
                 return Some(delivery);
             }
             if q.closed {
@@ -132,6 +167,7 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Pool {
     shared: Arc<Shared>,
+    threads: Vec<thread::JoinHandle<()>>,
 }
 
 impl Pool {
@@ -143,18 +179,28 @@ impl Pool {
         results: &Arc<Results>,
         events: &mpsc::Sender<Event>,
     ) -> Result<Self, ClientError> {
-        let shared = Arc::new(Shared::default());
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                threads,
+                ..Queue::default()
+            }),
+            running: Mutex::new(threads),
+            ..Shared::default()
+        });
         // The driver hears of results once half the threads could run dry.
-        let low_water = threads / 2;
-        let pool = Self {
+        let low_water = 0;
+        let mut pool = Self {
             shared: shared.clone(),
+            threads: Vec::with_capacity(threads),
         };
-        for i in 0..threads.max(1) {
+        for i in 0..threads {
             let (shared, listener) = (shared.clone(), listener.clone());
             let (results, events) = (results.clone(), events.clone());
-            thread::Builder::new()
+            let spawned = thread::Builder::new()
                 .name(format!("rocketmq-consume-{group}-{i}"))
                 .spawn(move || {
+                    let _end = Ended(&shared);
                     let Some(mut delivery) = shared.next() else {
                         return;
                     };
@@ -173,23 +219,92 @@ impl Pool {
                 })
                 .map_err(|e| {
                     ClientError::ConsumerState(format!("cannot start a consume thread: {e}"))
-                })?;
+                });
+            match spawned {
+                Ok(handle) => pool.threads.push(handle),
+                Err(e) => {
+                    // Those never started never end.
+                    *lock(&pool.shared.running) -= threads - i;
+                    return Err(e);
+                }
+            }
         }
         Ok(pool)
     }
 
-    /// Queues a delivery for the next free thread.
-    pub(crate) fn run(&self, delivery: Delivery) {
+    /// Closes the pool and waits, up to `limit`, for its threads to end: at
+    /// once for idle ones, when its call returns for one still running a
+    /// listener. Whether every thread ended (a thread still running a call
+    /// after `limit` is left to end on its own).
+    pub(crate) fn close(mut self, limit: Duration) -> bool {
+        self.shut();
+        let deadline = Instant::now() + limit;
+        let mut running = lock(&self.shared.running);
+        while *running > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            running = self
+                .shared
+                .ended
+                .wait_timeout(running, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        let all = *running == 0;
+        drop(running);
+        for handle in std::mem::take(&mut self.threads) {
+            // An ended thread is past its last use of the pool; joining it
+            // waits only for its exit.
+            if all || handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+        all
+    }
+
+    fn shut(&self) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.ready.notify_all();
+    }
+
+    /// Queues deliveries for the next free threads, under one lock.
+    pub(crate) fn run(&self, deliveries: impl IntoIterator<Item = Delivery>) {
+        let now = Instant::now();
         let mut q = lock(&self.shared.queue);
-        q.deliveries.push_back(delivery);
-        self.shared.wake_one(&mut q);
+        q.deliveries
+            .extend(deliveries.into_iter().map(|d| (now, d)));
+        self.shared.wake_if_wanted(&mut q, now);
+    }
+
+    /// When the driver should next look at this pool ([`check`](Self::check)):
+    /// when its queued work turns stale.
+    pub(crate) fn check_at(&self) -> Option<Instant> {
+        lock(&self.shared.queue).stale_at()
+    }
+
+    /// Wakes a thread for work that has waited too long (its threads are all
+    /// busy with slow calls).
+    pub(crate) fn check(&self, now: Instant) {
+        let mut q = lock(&self.shared.queue);
+        self.shared.wake_if_wanted(&mut q, now);
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        lock(&self.shared.queue).closed = true;
-        self.shared.ready.notify_all();
+        self.shut();
+    }
+}
+
+/// Marks a consume thread's end, however it ends.
+struct Ended<'a>(&'a Shared);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.running) -= 1;
+        self.0.ended.notify_all();
     }
 }
 

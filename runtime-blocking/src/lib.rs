@@ -47,6 +47,10 @@ pub use rocketmq_core::{
 const READ_CHUNK: usize = 64 * 1024;
 /// How long a connect may take (Java's 3 s).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a consumer's shutdown waits for its consume threads once the core
+/// has drained: idle threads end at once; this is for a listener call still
+/// running past the drain deadline.
+const POOL_END: Duration = Duration::from_secs(1);
 
 type ReplyTx = mpsc::SyncSender<Result<Reply, ClientError>>;
 
@@ -63,8 +67,9 @@ enum Event {
         Arc<dyn Listener>,
         mpsc::SyncSender<Result<(), ClientError>>,
     ),
-    /// The consumer of this group is gone.
-    Unlisten(String),
+    /// The consumer of this group is gone; its pool goes to the sender, if
+    /// any, to be closed there.
+    Unlisten(String, Option<mpsc::SyncSender<Option<Pool>>>),
     /// Listener results are waiting in [`consumer::Results`].
     Consumed,
 }
@@ -78,15 +83,36 @@ pub struct Client {
 
 /// The channel to the driver. The driver's connection threads hold senders too,
 /// so the channel alone never tells the driver that the user is gone: dropping
-/// the last handle says so.
+/// the last handle says so, and waits for the driver to end.
 #[derive(Debug)]
 struct Handle {
     events: mpsc::Sender<Event>,
+    driver: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Handle {
+    /// Waits for the driver thread to end, unless this is that thread (a
+    /// listener's last handle can be dropped there).
+    fn join(&self) {
+        let mut driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if driver
+            .as_ref()
+            .is_some_and(|d| d.thread().id() != thread::current().id())
+        {
+            if let Some(driver) = driver.take() {
+                let _ = driver.join();
+            }
+        }
+    }
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         let _ = self.events.send(Event::Shutdown(None));
+        self.join();
     }
 }
 
@@ -97,7 +123,7 @@ impl std::fmt::Debug for Event {
             Self::Input(input) => write!(f, "Input({input:?})"),
             Self::Shutdown(_) => write!(f, "Shutdown"),
             Self::Listen(group, ..) => write!(f, "Listen({group})"),
-            Self::Unlisten(group) => write!(f, "Unlisten({group})"),
+            Self::Unlisten(group, _) => write!(f, "Unlisten({group})"),
             Self::Consumed => write!(f, "Consumed"),
         }
     }
@@ -137,13 +163,16 @@ impl Client {
     fn spawn(config: ClientConfig) -> Self {
         let (events, rx) = mpsc::channel();
         let own = events.clone();
-        thread::Builder::new()
+        let driver = thread::Builder::new()
             .name("rocketmq-driver".into())
             .spawn(move || drive(config, rx, own))
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the driver thread"));
+            .map_err(|e| tracing::error!(error = %e, "cannot start the driver thread"))
+            .ok();
         Self {
-            inner: std::sync::Arc::new(Handle { events }),
+            inner: std::sync::Arc::new(Handle {
+                events,
+                driver: std::sync::Mutex::new(driver),
+            }),
         }
     }
 
@@ -175,7 +204,31 @@ impl Client {
     }
 
     fn unlisten(&self, group: &str) {
-        let _ = self.inner.events.send(Event::Unlisten(group.to_owned()));
+        let _ = self
+            .inner
+            .events
+            .send(Event::Unlisten(group.to_owned(), None));
+    }
+
+    /// After a consumer's shutdown: its consume threads end (waiting up to
+    /// [`POOL_END`] for calls past the drain deadline), then the client itself
+    /// if this is its last handle.
+    fn close_consumer(&self, group: &str) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let pool = self
+            .inner
+            .events
+            .send(Event::Unlisten(group.to_owned(), Some(tx)))
+            .ok()
+            .and_then(|()| rx.recv().ok().flatten());
+        if let Some(pool) = pool {
+            if !pool.close(POOL_END) {
+                tracing::warn!(%group, "a listener call still runs after shutdown; its thread ends when it returns");
+            }
+        }
+        if std::sync::Arc::strong_count(&self.inner) == 1 {
+            self.shutdown();
+        }
     }
 
     /// Starts a send and returns at once; [`Pending::wait`] gives its result
@@ -199,13 +252,15 @@ impl Client {
         }
     }
 
-    /// Closes every connection and stops the driver thread. Calls still waiting
-    /// fail with [`ClientError::Shutdown`].
+    /// Closes every connection and stops the driver thread; none of the
+    /// client's threads is left when it returns. Calls still waiting fail with
+    /// [`ClientError::Shutdown`].
     pub fn shutdown(&self) {
         let (tx, rx) = mpsc::sync_channel(1);
         if self.inner.events.send(Event::Shutdown(Some(tx))).is_ok() {
             let _ = rx.recv();
         }
+        self.inner.join();
     }
 }
 
@@ -260,8 +315,12 @@ struct Conn {
 /// The thread side of the driver: threads for connections, channels for calls.
 struct ThreadIo {
     events: mpsc::Sender<Event>,
+    /// Connection threads, joined when the driver ends.
+    threads: Vec<thread::JoinHandle<()>>,
     pools: HashMap<String, Pool>,
     results: Arc<Results>,
+    /// Deliveries of the current flush, not yet handed to their pools.
+    deliveries: Vec<Delivery>,
 }
 
 impl Io for ThreadIo {
@@ -275,10 +334,16 @@ impl Io for ThreadIo {
         let spawned = thread::Builder::new()
             .name(format!("rocketmq-{conn}"))
             .spawn(move || connection(conn, &addr, frames, &events));
-        if let Err(e) = spawned {
-            let _ = self
-                .events
-                .send(Event::Input(Input::ConnectFailed(conn, e.to_string())));
+        match spawned {
+            Ok(handle) => {
+                self.threads.retain(|t| !t.is_finished());
+                self.threads.push(handle);
+            }
+            Err(e) => {
+                let _ = self
+                    .events
+                    .send(Event::Input(Input::ConnectFailed(conn, e.to_string())));
+            }
         }
         Conn { writer }
     }
@@ -307,15 +372,33 @@ impl Io for ThreadIo {
     }
 
     fn deliver(&mut self, delivery: Delivery) {
-        match self.pools.get(&delivery.context.group) {
-            Some(pool) => pool.run(delivery),
-            // No listener (its consumer is going away): the messages stay
-            // unconsumed and come back.
-            None => {
-                let _ = self.events.send(Event::Input(Input::Consumed {
-                    ticket: delivery.ticket,
-                    result: ConsumeResult::RETRY,
-                }));
+        // Handed to the pools together once the driver's outputs are done.
+        self.deliveries.push(delivery);
+    }
+}
+
+impl ThreadIo {
+    /// Hands the deliveries of the last flush to their pools, each pool's in
+    /// one go.
+    fn hand_out(&mut self) {
+        while let Some(first) = self.deliveries.first() {
+            let group = first.context.group.clone();
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deliveries)
+                .into_iter()
+                .partition(|d| d.context.group == group);
+            self.deliveries = rest;
+            match self.pools.get(&group) {
+                Some(pool) => pool.run(mine),
+                // No listener (its consumer is going away): the messages stay
+                // unconsumed and come back.
+                None => {
+                    for delivery in mine {
+                        let _ = self.events.send(Event::Input(Input::Consumed {
+                            ticket: delivery.ticket,
+                            result: ConsumeResult::RETRY,
+                        }));
+                    }
+                }
             }
         }
     }
@@ -352,20 +435,35 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
     ));
     let mut io = ThreadIo {
         events: own,
+        threads: Vec::new(),
         pools: HashMap::new(),
         results: Arc::default(),
+        deliveries: Vec::new(),
     };
     let mut shutdown = None;
     loop {
         driver.flush(Instant::now(), &mut io);
+        io.hand_out();
         if shutdown.is_some() {
             break;
         }
-        let event = match driver.poll_timeout() {
+        // The core's next deadline, or sooner if a pool's queued work turns
+        // stale before it.
+        let deadline = io
+            .pools
+            .values()
+            .filter_map(Pool::check_at)
+            .chain(driver.poll_timeout())
+            .min();
+        let event = match deadline {
             Some(deadline) => {
                 match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                     Ok(event) => Some(event),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let now = Instant::now();
+                        io.pools.values().for_each(|pool| pool.check(now));
+                        None
+                    }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
@@ -395,7 +493,14 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
                     };
                     let _ = tx.send(result);
                 }
-                Some(Event::Unlisten(group)) => drop(io.pools.remove(&group)),
+                Some(Event::Unlisten(group, tx)) => {
+                    let pool = io.pools.remove(&group);
+                    if let Some(tx) = tx {
+                        // Closed (and waited for) by the consumer's shutdown,
+                        // off the driver.
+                        let _ = tx.send(pool);
+                    }
+                }
                 Some(Event::Consumed) => {
                     for (ticket, result) in io.results.take() {
                         driver.handle_input(now, Input::Consumed { ticket, result });
@@ -408,6 +513,11 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
         }
     }
     driver.shutdown(&mut io);
+    // Every connection is closed: its threads end at once (a connect under
+    // way within its timeout).
+    for t in std::mem::take(&mut io.threads) {
+        let _ = t.join();
+    }
     // Calls that raced with the shutdown get their answer too.
     while let Ok(event) = events.try_recv() {
         match event {
@@ -451,7 +561,7 @@ fn connection(
             return;
         }
     };
-    let spawned = thread::Builder::new()
+    let writing = thread::Builder::new()
         .name(format!("rocketmq-{conn}-w"))
         .spawn(move || {
             let mut writer = writer;
@@ -462,10 +572,13 @@ fn connection(
             }
             let _ = writer.shutdown(Shutdown::Both);
         });
-    if let Err(e) = spawned {
-        let _ = events.send(Event::Input(Input::ConnectFailed(conn, e.to_string())));
-        return;
-    }
+    let writing = match writing {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = events.send(Event::Input(Input::ConnectFailed(conn, e.to_string())));
+            return;
+        }
+    };
     let _ = events.send(Event::Input(Input::Connected(conn)));
     let mut reader = stream;
     let mut buf = vec![0u8; READ_CHUNK];
@@ -487,6 +600,8 @@ fn connection(
     }
     let _ = reader.shutdown(Shutdown::Both);
     let _ = events.send(Event::Input(Input::Closed(conn)));
+    // The writer ends once the driver drops the connection.
+    let _ = writing.join();
 }
 
 fn connect(addr: &str) -> std::io::Result<TcpStream> {

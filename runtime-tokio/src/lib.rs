@@ -57,7 +57,11 @@ const WRITE_BUFFER: usize = 64 * 1024;
 #[derive(Clone, Debug)]
 pub struct Client {
     calls: mpsc::UnboundedSender<Request>,
+    /// The driver task, awaited by whoever shuts the client down.
+    driver: DriverTask,
 }
+
+type DriverTask = std::sync::Arc<std::sync::Mutex<Option<JoinHandle<()>>>>;
 
 /// What a handle asks of the driver.
 #[derive(Debug)]
@@ -93,9 +97,12 @@ impl Client {
     /// The client runs on the runtime of its first caller and stops with it;
     /// a process with several runtimes gives each its own instance name.
     pub fn shared(mut config: ClientConfig) -> Self {
-        static CLIENTS: std::sync::Mutex<
-            std::collections::BTreeMap<String, mpsc::WeakUnboundedSender<Request>>,
-        > = std::sync::Mutex::new(std::collections::BTreeMap::new());
+        type Weak = (
+            mpsc::WeakUnboundedSender<Request>,
+            std::sync::Weak<std::sync::Mutex<Option<JoinHandle<()>>>>,
+        );
+        static CLIENTS: std::sync::Mutex<std::collections::BTreeMap<String, Weak>> =
+            std::sync::Mutex::new(std::collections::BTreeMap::new());
         static PROCESS_SALT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
         config.pid = std::process::id();
         config.id_salt = *PROCESS_SALT.get_or_init(salt);
@@ -104,22 +111,31 @@ impl Client {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A client whose driver is gone (its runtime was dropped) is replaced.
-        if let Some(calls) = clients
+        if let Some((calls, driver)) = clients
             .get(&id)
-            .and_then(|weak| weak.upgrade())
-            .filter(|calls| !calls.is_closed())
+            .and_then(|(calls, driver)| Some((calls.upgrade()?, driver.upgrade()?)))
+            .filter(|(calls, _)| !calls.is_closed())
         {
-            return Self { calls };
+            return Self { calls, driver };
         }
         let client = Self::spawn(config);
-        clients.insert(id, client.calls.downgrade());
+        clients.insert(
+            id,
+            (
+                client.calls.downgrade(),
+                std::sync::Arc::downgrade(&client.driver),
+            ),
+        );
         client
     }
 
     fn spawn(config: ClientConfig) -> Self {
         let (calls, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive(config, rx));
-        Self { calls }
+        let driver = tokio::spawn(drive(config, rx));
+        Self {
+            calls,
+            driver: std::sync::Arc::new(std::sync::Mutex::new(Some(driver))),
+        }
     }
 
     /// Runs a call and waits for its reply.
@@ -146,12 +162,30 @@ impl Client {
         let _ = self.calls.send(Request::Unlisten(group.to_owned()));
     }
 
-    /// Closes every connection and stops the driver. Calls still waiting fail
-    /// with [`ClientError::Shutdown`].
+    /// After a consumer's shutdown: its listener goes (its calls finished in
+    /// the drain), then the client itself if this is its last handle.
+    async fn close_consumer(&self, group: &str) {
+        self.unlisten(group);
+        if std::sync::Arc::strong_count(&self.driver) == 1 {
+            self.shutdown().await;
+        }
+    }
+
+    /// Closes every connection and stops the driver; the client's tasks are
+    /// gone when it returns. Calls still waiting fail with
+    /// [`ClientError::Shutdown`].
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self.calls.send(Request::Shutdown(tx)).is_ok() {
             let _ = rx.await;
+        }
+        let driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(driver) = driver {
+            let _ = driver.await;
         }
     }
 }
@@ -174,7 +208,7 @@ fn wall_clock_ms() -> i64 {
 /// A connection task and the channel to its writer. Dropping it ends the task.
 struct Conn {
     writer: mpsc::UnboundedSender<Bytes>,
-    task: JoinHandle<()>,
+    task: tokio::task::AbortHandle,
 }
 
 impl Drop for Conn {
@@ -187,6 +221,8 @@ impl Drop for Conn {
 struct TokioIo {
     events: mpsc::UnboundedSender<Input>,
     listeners: HashMap<String, Handler>,
+    /// Connection tasks, awaited when the driver ends.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Io for TokioIo {
@@ -201,7 +237,13 @@ impl Io for TokioIo {
             frames,
             self.events.clone(),
         ));
-        Conn { writer, task }
+        let abort = task.abort_handle();
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(task);
+        Conn {
+            writer,
+            task: abort,
+        }
     }
 
     fn transmit(&mut self, conn: &mut Conn, data: Bytes) {
@@ -311,6 +353,7 @@ async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Reque
     let mut io = TokioIo {
         events: events_tx,
         listeners: HashMap::new(),
+        tasks: Vec::new(),
     };
     let mut shutdown = None;
     loop {
@@ -340,6 +383,10 @@ async fn drive(config: ClientConfig, mut requests: mpsc::UnboundedReceiver<Reque
         }
     }
     driver.shutdown(&mut io);
+    // Every connection task is cancelled: wait for each to be gone.
+    for task in std::mem::take(&mut io.tasks) {
+        let _ = task.await;
+    }
     // Calls that raced with the shutdown get their answer too.
     requests.close();
     while let Ok(request) = requests.try_recv() {

@@ -33,6 +33,21 @@ pub trait RunningConsumer: Send {
     fn stats(&self) -> Result<ConsumerStats, ClientError>;
     /// Graceful shutdown: drain, write offsets, unregister.
     fn shutdown(self) -> Result<(), ClientError>;
+    /// Tasks alive on the runtime the consumer runs on, for runtimes whose
+    /// tasks the suite can count (0 for the others).
+    fn alive_tasks(&self) -> usize {
+        0
+    }
+    /// [`shutdown`](Self::shutdown), then how many tasks are still alive on
+    /// the runtime the consumer ran on, within a second (for runtimes whose
+    /// tasks the suite can count; 0 for the others, whose client work lives on
+    /// threads).
+    fn shutdown_counting_tasks(self) -> Result<usize, ClientError>
+    where
+        Self: Sized,
+    {
+        self.shutdown().map(|()| 0)
+    }
 }
 
 /// A runtime that can run push consumers.
@@ -60,6 +75,18 @@ impl RunningConsumer for TokioConsumer {
     }
     fn shutdown(self) -> Result<(), ClientError> {
         self.rt.block_on(self.consumer.shutdown())
+    }
+    fn alive_tasks(&self) -> usize {
+        self.rt.metrics().num_alive_tasks()
+    }
+    fn shutdown_counting_tasks(self) -> Result<usize, ClientError> {
+        self.rt.block_on(self.consumer.shutdown())?;
+        // A task that has finished leaves tokio's count a moment after whoever
+        // awaited it has seen it finish: a bounded wait for the count, which a
+        // task left running never passes.
+        let metrics = self.rt.metrics();
+        wait_until(Duration::from_secs(1), || metrics.num_alive_tasks() == 0);
+        Ok(metrics.num_alive_tasks())
     }
 }
 
@@ -1575,4 +1602,106 @@ pub fn bounded_cache<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) -> B
         rss_cap,
         per_queue,
     }
+}
+
+/// The threads of this process whose names start with `rocketmq` (every thread
+/// a client of ours starts is named so), from `/proc/self/task`.
+pub fn client_threads() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .filter(|name| name.starts_with("rocketmq"))
+        .collect()
+}
+
+/// What [`shutdown_leaves_nothing`] saw in each start/consume/shutdown cycle.
+#[derive(Debug)]
+pub struct ShutdownCycle {
+    /// Client threads while the consumer ran.
+    pub threads_running: usize,
+    /// Tasks alive on its runtime while it ran.
+    pub tasks_running: usize,
+    /// Client threads right after its shutdown returned.
+    pub threads_after: Vec<String>,
+    /// Tasks alive on its runtime right after its shutdown returned.
+    pub tasks_after: usize,
+}
+
+/// Three times over: messages are sent, a consumer of one group starts,
+/// consumes them, and shuts down; right after each shutdown returns, none of
+/// the client's threads is left in the process (checked at once, not after a
+/// wait), no task on its runtime (within a second: see
+/// [`RunningConsumer::shutdown_counting_tasks`]), and the next consumer of the
+/// same group starts cleanly. Nothing is lost across the restarts. The producer is
+/// a tokio client, whose threads are the runtime's and not counted. The caller
+/// runs nothing else in the process meanwhile.
+pub fn shutdown_leaves_nothing<R: ConsumerRuntime + Sync>(
+    namesrv: &str,
+    topic: &str,
+) -> Vec<ShutdownCycle> {
+    const PER_CYCLE: usize = 200;
+    const CYCLES: usize = 3;
+    let producer = Tokio::start(config(namesrv));
+    assert_eq!(
+        client_threads(),
+        Vec::<String>::new(),
+        "{}: client threads before the first start",
+        R::NAME
+    );
+    let seen: Seen = Arc::default();
+    let group = format!("shutdown-{}", R::NAME);
+    let mut cycles = Vec::new();
+    for cycle in 0..CYCLES {
+        let first = cycle * PER_CYCLE;
+        send_batches(
+            &producer,
+            "shutdown-producer",
+            topic,
+            PER_CYCLE,
+            20,
+            2,
+            |t, i| crate::conformance::test_message(t, first + i),
+        );
+        let consumer = R::start_consumer(options(namesrv, &group, topic), counting(&seen), false)
+            .unwrap_or_else(|e| panic!("{}: start {cycle} failed: {e}", R::NAME));
+        let distinct = || seen.lock().map(|s| s.len()).unwrap_or(0);
+        assert!(
+            wait_until(Duration::from_secs(60), || distinct() >= first + PER_CYCLE),
+            "{}: cycle {cycle} consumed {} of {}",
+            R::NAME,
+            distinct(),
+            first + PER_CYCLE
+        );
+        let threads_running = client_threads().len();
+        let tasks_running = consumer.alive_tasks();
+        let tasks_after = consumer
+            .shutdown_counting_tasks()
+            .unwrap_or_else(|e| panic!("{}: shutdown {cycle} failed: {e}", R::NAME));
+        let threads_after = client_threads();
+        assert!(
+            threads_after.is_empty() && tasks_after == 0,
+            "{}: cycle {cycle} left threads {threads_after:?} and {tasks_after} tasks behind",
+            R::NAME
+        );
+        cycles.push(ShutdownCycle {
+            threads_running,
+            tasks_running,
+            threads_after,
+            tasks_after,
+        });
+    }
+    let s = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let missing: Vec<usize> = (0..CYCLES * PER_CYCLE)
+        .filter(|i| !s.contains_key(&i.to_string()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{}: never consumed: {missing:?}",
+        R::NAME
+    );
+    producer.shutdown();
+    cycles
 }

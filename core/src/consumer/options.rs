@@ -350,14 +350,20 @@ macro_rules! push_consumer_methods {
         }
 
         /// Stops: running listener calls may finish (up to the shutdown
-        /// timeout), offsets are written and the group unregistered.
+        /// timeout), offsets are written and the group unregistered. When it
+        /// returns, none of the consumer's threads or tasks is left, and its
+        /// client is stopped too unless something else in the process shares
+        /// it. (A listener call still running past the deadline keeps its
+        /// thread until it returns: a thread cannot be stopped from outside.)
         pub $($asyncness)? fn shutdown(self) -> Result<(), $crate::ClientError> {
             let call = $crate::Call::ShutdownConsumer { group: self.group.clone() };
             // No deadline of the call's own: the core bounds the drain.
             let result = self
                 .client
                 .call(call, Some(::std::time::Duration::from_secs(24 * 3600)))$($await_)*;
-            self.client.unlisten(&self.group);
+            // The listener's work ends here; the client too, if no one else
+            // uses it: nothing of this consumer runs once this returns.
+            self.client.close_consumer(&self.group)$($await_)*;
             result.map(|_| ())
         }
     };
