@@ -1705,3 +1705,81 @@ pub fn shutdown_leaves_nothing<R: ConsumerRuntime + Sync>(
     producer.shutdown();
     cycles
 }
+
+/// A listener call that does not return holds up nothing else: with message 0
+/// stuck in its listener, every other message is consumed meanwhile (from its
+/// own queue too, as concurrent consumption allows); once released, message 0
+/// is consumed as well. Returns how long the other messages took while it was
+/// stuck.
+pub fn stuck_call_holds_up_nothing<R: ConsumerRuntime + Sync>(
+    namesrv: &str,
+    topic: &str,
+) -> Duration {
+    const COUNT: usize = 200;
+    let producer = R::start(config(namesrv));
+    send_batches(&producer, "stuck-producer", topic, COUNT, 10, 2, |t, i| {
+        crate::conformance::test_message(t, i)
+    });
+    let seen: Seen = Arc::default();
+    let released = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let stuck_calls = Arc::new(AtomicUsize::new(0));
+    let listener: SharedListener = {
+        let (counter, released, stuck_calls) =
+            (counting(&seen), released.clone(), stuck_calls.clone());
+        Arc::new(move |m: &[MessageExt], c: &ConsumeContext| {
+            if m.iter().any(|x| x.property("index") == Some("0")) {
+                stuck_calls.fetch_add(1, Ordering::Relaxed);
+                let (lock, cv) = &*released;
+                let free = lock
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Bounded, so that a failing run ends.
+                let _ = cv
+                    .wait_timeout_while(free, Duration::from_secs(120), |free| !*free)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            counter(m, c)
+        })
+    };
+    let group = format!("stuck-{}", R::NAME);
+    let started = Instant::now();
+    let consumer = R::start_consumer(options(namesrv, &group, topic), listener, false)
+        .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+    let others = || {
+        let s = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (1..COUNT)
+            .filter(|i| s.contains_key(&i.to_string()))
+            .count()
+    };
+    let all_others = wait_until(Duration::from_secs(60), || others() == COUNT - 1);
+    let took = started.elapsed();
+    let stuck_now = stuck_calls.load(Ordering::Relaxed);
+    let zero_seen = seen.lock().map(|s| s.contains_key("0")).unwrap_or(false);
+    {
+        let (lock, cv) = &*released;
+        *lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        cv.notify_all();
+    }
+    assert!(
+        all_others && stuck_now == 1 && !zero_seen,
+        "{}: with message 0 stuck in its listener ({stuck_now} calls), {} of {} others were consumed",
+        R::NAME,
+        others(),
+        COUNT - 1
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || seen
+            .lock()
+            .map(|s| s.contains_key("0"))
+            .unwrap_or(false)),
+        "{}: message 0 was not consumed once released",
+        R::NAME
+    );
+    consumer.shutdown().expect("shutdown");
+    producer.shutdown();
+    took
+}

@@ -303,3 +303,34 @@ fn bounded_cache_smol() {
 fn bounded_cache_blocking() {
     bounded::<Blocking>();
 }
+
+fn stuck_call<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("Stuck-{}", R::NAME);
+    cluster.create_topic(&topic, 4).expect("topic");
+    let took = consume::stuck_call_holds_up_nothing::<R>(&cluster.namesrv_addr(), &topic);
+    eprintln!(
+        "[{}] 199 messages consumed in {took:?} while message 0 was stuck in its listener",
+        R::NAME
+    );
+}
+
+#[test]
+fn stuck_call_tokio() {
+    stuck_call::<Tokio>();
+}
+
+#[test]
+fn stuck_call_async_std() {
+    stuck_call::<AsyncStd>();
+}
+
+#[test]
+fn stuck_call_smol() {
+    stuck_call::<Smol>();
+}
+
+#[test]
+fn stuck_call_blocking() {
+    stuck_call::<Blocking>();
+}
