@@ -22,15 +22,22 @@ use std::time::{Duration, Instant};
 use rocketmq_core::consumer::{
     run_listener, ConsumeResult, ConsumerOptions, Delivery, Listener, Ticket,
 };
+use rocketmq_core::protocol::message::MessageExt;
 use rocketmq_core::{Call, ClientError};
 
 use crate::{Client, Event};
+
+/// A listener call's result, with the messages it was given: they go back to
+/// the driver to be dropped there, on the thread that allocated them (a
+/// consume thread freeing them would contend with the driver for its
+/// allocator's arena).
+pub(crate) type Done = (Ticket, ConsumeResult, Vec<MessageExt>);
 
 /// Listener results waiting for the driver, shared by every pool of a client.
 #[derive(Debug, Default)]
 pub(crate) struct Results {
     /// The results, and whether the driver has been woken for them.
-    done: Mutex<(Vec<(Ticket, ConsumeResult)>, bool)>,
+    done: Mutex<(Vec<Done>, bool)>,
 }
 
 impl Results {
@@ -39,16 +46,10 @@ impl Results {
     /// last took results: a busy pool hands back results in runs, and the
     /// last call of a run always wakes it. Returns false once the driver is
     /// gone.
-    fn push(
-        &self,
-        events: &mpsc::Sender<Event>,
-        ticket: Ticket,
-        result: ConsumeResult,
-        low: bool,
-    ) -> bool {
+    fn push(&self, events: &mpsc::Sender<Event>, call: Done, low: bool) -> bool {
         let wake = {
             let mut done = lock(&self.done);
-            done.0.push((ticket, result));
+            done.0.push(call);
             let wake = low && !done.1;
             done.1 |= wake;
             wake
@@ -57,7 +58,7 @@ impl Results {
     }
 
     /// Everything gathered since the last take.
-    pub(crate) fn take(&self) -> Vec<(Ticket, ConsumeResult)> {
+    pub(crate) fn take(&self) -> Vec<Done> {
         let mut done = lock(&self.done);
         done.1 = false;
         std::mem::take(&mut done.0)
@@ -208,7 +209,8 @@ impl Pool {
                         let result =
                             run_listener(&*listener, &delivery.messages, &delivery.context);
                         let (more, low) = shared.try_next(low_water);
-                        if !results.push(&events, delivery.ticket, result, low) {
+                        let call = (delivery.ticket, result, delivery.messages);
+                        if !results.push(&events, call, low) {
                             break;
                         }
                         match more.or_else(|| shared.next()) {

@@ -502,7 +502,8 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
                     }
                 }
                 Some(Event::Consumed) => {
-                    for (ticket, result) in io.results.take() {
+                    for (ticket, result, messages) in io.results.take() {
+                        drop(messages);
                         driver.handle_input(now, Input::Consumed { ticket, result });
                     }
                 }

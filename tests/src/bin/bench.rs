@@ -10,7 +10,10 @@
 //! `count` messages (default 1,000,000 of 128 B) on an 8-queue topic, drained by
 //! a new group of our push consumer on each runtime and of the Java push
 //! consumer, each in a process of its own with a no-op listener; it reports
-//! msgs/s, client CPU seconds and peak RSS of each.
+//! msgs/s, client CPU seconds and peak RSS of each. While measuring a change
+//! of ours: `BENCH_RUNTIMES=blocking,smol` picks runtimes, `BENCH_REPEAT=3`
+//! drains three times with each, `BENCH_JAVA=0` skips the Java consumer, and
+//! `BENCH_WRAP="perf record -g -o F"` runs each of our children under a tool.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -427,6 +430,11 @@ fn consume_bench() {
     let me = std::env::current_exe().expect("own path");
     // BENCH_RUNTIMES=blocking,smol (say) measures only those of ours.
     let only = std::env::var("BENCH_RUNTIMES").ok();
+    // BENCH_REPEAT=n drains n times with each runtime (a new group each time).
+    let repeat = std::env::var("BENCH_REPEAT")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1);
     for runtime in ["tokio", "async-std", "smol", "blocking"] {
         if only
             .as_deref()
@@ -434,30 +442,49 @@ fn consume_bench() {
         {
             continue;
         }
-        // BENCH_WRAP="strace -f -c -o /tmp/s" (say) runs each child under a tool.
-        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
-        let mut command = wrap
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
-        command.push(me.display().to_string());
-        let out = std::process::Command::new(&command[0])
-            .args(&command[1..])
-            .args([
-                "consume-child",
-                runtime,
-                &cluster.namesrv_addr(),
-                topic,
-                &format!("bench-drain-{runtime}"),
-                &count.to_string(),
-            ])
-            .output()
-            .expect("run the consumer child");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        runs.push((
-            format!("rocketmq-{runtime}"),
-            Drain::from_line(&text, runtime),
-        ));
+        for round in 0..repeat {
+            // BENCH_WRAP="strace -f -c -o /tmp/s" (say) runs each child under a tool.
+            let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+            let mut command = wrap
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            command.push(me.display().to_string());
+            let group = if round == 0 {
+                format!("bench-drain-{runtime}")
+            } else {
+                format!("bench-drain-{runtime}-{round}")
+            };
+            let out = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .args([
+                    "consume-child",
+                    runtime,
+                    &cluster.namesrv_addr(),
+                    topic,
+                    &group,
+                    &count.to_string(),
+                ])
+                .output()
+                .expect("run the consumer child");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            runs.push((
+                format!("rocketmq-{runtime}"),
+                Drain::from_line(&text, runtime),
+            ));
+        }
+    }
+    // BENCH_JAVA=0 skips the Java consumer (while measuring changes of ours).
+    if std::env::var("BENCH_JAVA").is_ok_and(|v| v == "0") {
+        for (name, d) in &runs {
+            println!(
+                "{name:<22} {:>12.0} msgs/s {:>8.2} CPU s {:>8.1} peak RSS MiB",
+                d.rate(),
+                d.cpu_seconds,
+                d.peak_rss_kib as f64 / 1024.0
+            );
+        }
+        return;
     }
     let dist = cluster.distribution();
     let classes = interop_classes(&cluster);
