@@ -84,14 +84,62 @@ pub(super) struct Consumers {
     next_generation: u64,
     /// Which consumer each listener call belongs to (by the group's shared
     /// name: a call costs no copy of it).
-    tickets: HashMap<Ticket, (Arc<str>, TicketInfo)>,
+    tickets: HashMap<Ticket, (Arc<str>, TicketInfo), BuildTicketHasher>,
+}
+
+/// Hashes tickets, which the client numbers itself one after another (no
+/// outside party picks them, so no defence against chosen keys is needed):
+/// a multiplication spreads them over the table.
+#[derive(Clone, Copy, Debug, Default)]
+struct TicketHasher(u64);
+
+impl std::hash::Hasher for TicketHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type BuildTicketHasher = std::hash::BuildHasherDefault<TicketHasher>;
+
+/// The offsets of one listener call: mostly one (Java's default batch).
+#[derive(Debug)]
+enum CallOffsets {
+    One([i64; 1]),
+    Many(Box<[i64]>),
+}
+
+impl CallOffsets {
+    fn of(messages: &[MessageExt]) -> Self {
+        match messages {
+            [m] => Self::One([m.queue_offset]),
+            _ => Self::Many(messages.iter().map(|m| m.queue_offset).collect()),
+        }
+    }
+}
+
+impl std::ops::Deref for CallOffsets {
+    type Target = [i64];
+    fn deref(&self) -> &[i64] {
+        match self {
+            Self::One(one) => one,
+            Self::Many(many) => many,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct TicketInfo {
     queue: Arc<MessageQueue>,
     generation: u64,
-    offsets: Vec<i64>,
+    offsets: CallOffsets,
     started: Instant,
     /// Already reported as running past the consume timeout.
     overdue: bool,
@@ -1715,7 +1763,7 @@ impl Client {
                     TicketInfo {
                         queue,
                         generation: slot.generation,
-                        offsets: messages.iter().map(|m| m.queue_offset).collect(),
+                        offsets: CallOffsets::of(&messages),
                         started: now,
                         overdue: false,
                     },
@@ -1760,7 +1808,7 @@ impl Client {
                 }
                 ConsumeResult::ReconsumeLater { delay_level } => {
                     c.stats.failed += info.offsets.len() as u64;
-                    for offset in &info.offsets {
+                    for offset in info.offsets.iter() {
                         if let Some(m) = pq.sending_back(now, ticket.0, *offset) {
                             backs.push((*offset, m.clone(), delay_level));
                         }

@@ -181,10 +181,11 @@ impl ProcessQueue {
 
     /// Takes up to `max` ready messages, in offset order, for delivery `ticket`.
     pub fn take_ready(&mut self, max: usize, ticket: u64) -> Vec<MessageExt> {
-        let offsets: Vec<i64> = self.ready.iter().take(max).copied().collect();
-        let mut out = Vec::with_capacity(offsets.len());
-        for offset in offsets {
-            self.ready.remove(&offset);
+        let mut out = Vec::with_capacity(max.min(self.ready.len()));
+        for _ in 0..max {
+            let Some(offset) = self.ready.pop_first() else {
+                break;
+            };
             if let Some(c) = self.cached.get_mut(&offset) {
                 c.stage = Stage::Delivered(ticket);
                 out.push(c.message.clone());
