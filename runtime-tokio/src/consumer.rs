@@ -3,9 +3,11 @@
 //! listeners and carries calls.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_lite::FutureExt;
 use rocketmq_core::consumer::{
     run_listener, ConsumeContext, ConsumeResult, ConsumerOptions, Delivery, Listener,
 };
@@ -46,7 +48,8 @@ pub(crate) fn run(handler: Handler, delivery: Delivery, events: mpsc::UnboundedS
             });
         }
         Handler::Async(f) => {
-            let call = tokio::spawn(f(delivery.messages, delivery.context));
+            // One task per call: a panic is caught where the call runs.
+            let call = AssertUnwindSafe(f(delivery.messages, delivery.context)).catch_unwind();
             tokio::spawn(async move {
                 let result = call.await.unwrap_or(ConsumeResult::RETRY);
                 let _ = events.send(Input::Consumed { ticket, result });
