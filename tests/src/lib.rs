@@ -8,6 +8,8 @@
 //!   resolved from Maven Central and run under a watchdog.
 //! * [`conformance`]: the checks every runtime adapter must pass against the real
 //!   broker, written once over a [`conformance::Runtime`].
+//! * [`sim`]: the deterministic simulation of brokers, network and clock around
+//!   the core's state machines.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -15,3 +17,4 @@
 pub mod conformance;
 pub mod consume;
 pub mod harness;
+pub mod sim;
