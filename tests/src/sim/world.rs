@@ -67,6 +67,13 @@ pub struct Knobs {
     pub fail_one_in: u64,
     /// One listener call in this many runs long (seconds).
     pub slow_one_in: u64,
+    /// One send-back in this many fails at the broker (the client then
+    /// retries the message locally).
+    pub send_back_fails_one_in: u64,
+    /// Links between clients and brokers are cut now and then.
+    pub cuts: bool,
+    /// A broker crashes and restarts (its store kept).
+    pub broker_crash: bool,
     /// The consumers' settings drawn for this seed.
     pub pull_batch: u32,
     /// Consume concurrency.
@@ -90,6 +97,9 @@ impl Knobs {
             crashes: r.chance(1, 3),
             fail_one_in: *r.pick(&[1_000_000, 50, 10]).unwrap_or(&50),
             slow_one_in: *r.pick(&[1_000_000, 100, 20]).unwrap_or(&100),
+            send_back_fails_one_in: *r.pick(&[1_000_000, 3, 1]).unwrap_or(&3),
+            cuts: r.chance(1, 3),
+            broker_crash: r.chance(1, 4),
             pull_batch: r.between(1, 32) as u32,
             concurrency: r.between(1, 4) as usize,
             queue_cache: r.between(4, 100) as usize,
@@ -101,7 +111,7 @@ impl Knobs {
     /// queue owner (a join, a leave, a crash), or when there are several
     /// consumers settling on their queues.
     fn allows_duplicates(&self) -> bool {
-        self.churn || self.crashes || self.consumers > 1
+        self.churn || self.crashes || self.consumers > 1 || self.cuts || self.broker_crash
     }
 }
 
@@ -242,6 +252,7 @@ enum CallKind {
     Send(usize),
     Start,
     Shutdown,
+    Stats,
 }
 
 /// Scheduled things.
@@ -266,6 +277,12 @@ enum Event {
     StartConsumer(usize),
     Shutdown(usize),
     Crash(usize),
+    /// Cut one client-broker link (both ends hear of it).
+    Cut,
+    BrokerCrash(usize),
+    BrokerRestart(usize),
+    /// Ask every running consumer for its counters (the cache-limit check).
+    Probe,
 }
 
 /// One listener call.
@@ -273,6 +290,10 @@ enum Event {
 struct Call1 {
     /// (index property, reconsume times) of each message.
     messages: Vec<(usize, i32)>,
+    /// Where the messages came from: (broker name, topic, queue id), and
+    /// each one's queue offset.
+    queue: (String, String, i32),
+    offsets: Vec<i64>,
     done_at: Option<Millis>,
     success: bool,
 }
@@ -376,6 +397,23 @@ impl World {
                 self.schedule(at, Event::Shutdown(p));
                 self.schedule(at + r.between(10_000, 30_000), Event::StartConsumer(p));
             }
+        }
+        if self.knobs.cuts {
+            for _ in 0..r.between(1, 6) {
+                let at = r.between(2_000, CALM_AFTER - 5_000);
+                self.schedule(at, Event::Cut);
+            }
+        }
+        if self.knobs.broker_crash {
+            let b = r.below(self.brokers.len() as u64) as usize;
+            let at = r.between(5_000, 60_000);
+            self.schedule(at, Event::BrokerCrash(b));
+            self.schedule(at + r.between(2_000, 20_000), Event::BrokerRestart(b));
+        }
+        let mut at = 1_000;
+        while at < CALM_AFTER + DRAIN_WITHIN {
+            self.schedule(at, Event::Probe);
+            at += 1_000;
         }
         if self.knobs.crashes {
             for _ in 0..r.between(1, 2) {
@@ -673,6 +711,54 @@ impl World {
                 self.log(line);
             }
             Event::Shutdown(p) => self.shutdown(p),
+            Event::Cut => {
+                let up: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| l.up && matches!(l.server, Server::Broker(_)))
+                    .map(|(id, _)| *id)
+                    .collect();
+                if let Some(&link) = self.net.pick(&up) {
+                    self.log(format!("cut {link}"));
+                    self.close_link(link, true);
+                }
+            }
+            Event::BrokerCrash(b) => {
+                self.log(format!("{} crashes", self.brokers[b].name()));
+                self.broker_up[b] = false;
+                self.brokers[b].crash();
+                let links: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| l.up && l.server == Server::Broker(b))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for link in links {
+                    self.close_link(link, true);
+                }
+            }
+            Event::BrokerRestart(b) => {
+                self.log(format!("{} restarts", self.brokers[b].name()));
+                self.broker_up[b] = true;
+            }
+            Event::Probe => {
+                for p in 0..self.procs.len() {
+                    let proc = &mut self.procs[p];
+                    if proc.role != Role::Consumer || proc.stopping {
+                        continue;
+                    }
+                    if let Some(client) = proc.client.as_mut() {
+                        let id = client.call(
+                            now,
+                            Call::ConsumerStats {
+                                group: GROUP.to_owned(),
+                            },
+                            None,
+                        );
+                        proc.calls.insert(id, CallKind::Stats);
+                    }
+                }
+            }
             Event::Crash(p) => {
                 if self.procs[p].client.take().is_some() {
                     let line = format!("{} crashes", self.procs[p].name);
@@ -791,6 +877,19 @@ impl World {
                     }
                     (Some(CallKind::Start), Err(e)) => {
                         return Err(format!("{} failed to start: {e}", self.procs[p].name));
+                    }
+                    (Some(CallKind::Stats), Ok(Reply::ConsumerStats(stats))) => {
+                        // The caches keep their limits: the count strictly
+                        // (the consumer's default global budget is larger
+                        // than any of these runs).
+                        for (queue, q) in &stats.queues {
+                            if q.cached_count > self.knobs.queue_cache {
+                                return Err(format!(
+                                    "{} caches {} messages of {queue}, over its limit {}",
+                                    self.procs[p].name, q.cached_count, self.knobs.queue_cache
+                                ));
+                            }
+                        }
                     }
                     (Some(CallKind::Shutdown), result) => {
                         let line =
@@ -934,6 +1033,15 @@ impl World {
             if let (Server::Broker(b), RequestCode::CONSUMER_SEND_MSG_BACK) =
                 (server, cmd.request_code())
             {
+                if self.net.chance(1, self.knobs.send_back_fails_one_in) {
+                    let refused = RemotingCommand::response(
+                        ResponseCode::SYSTEM_ERROR,
+                        cmd.opaque,
+                        Some("send-back refused by the simulation".into()),
+                    );
+                    self.server_out(vec![(link, refused)]);
+                    continue;
+                }
                 if let Ok(h) = cmd.header::<ConsumerSendMsgBackRequestHeader>() {
                     self.sending_back.insert((link, cmd.opaque), (b, h.offset));
                 }
@@ -1017,6 +1125,12 @@ impl World {
                 (index, m.reconsume_times)
             })
             .collect();
+        let queue = (
+            delivery.context.queue.broker_name.clone(),
+            delivery.context.queue.topic.clone(),
+            delivery.context.queue.queue_id,
+        );
+        let offsets = delivery.messages.iter().map(|m| m.queue_offset).collect();
         let r = &mut self.listen;
         let fail = r.chance(1, self.knobs.fail_one_in);
         let took = if r.chance(1, self.knobs.slow_one_in) {
@@ -1039,6 +1153,8 @@ impl World {
             (p, incarnation, ticket),
             Call1 {
                 messages,
+                queue,
+                offsets,
                 done_at: None,
                 success: false,
             },
@@ -1154,22 +1270,25 @@ impl World {
 
     /// Every offset write of the group, checked against what was finished
     /// when it arrived: each message below the written offset must have been
-    /// consumed successfully, or have a later copy (retry or DLQ) stored.
+    /// consumed successfully (from that queue: a local retry counts, a copy's
+    /// success elsewhere does not), or acknowledged by the broker as sent
+    /// back.
     fn check_offsets(&self) -> Result<(), String> {
-        // (index, reconsume times) -> when it was finished.
-        let mut finished: BTreeMap<(usize, i32), Millis> = BTreeMap::new();
-        let mut note = |key: (usize, i32), at: Millis| {
+        // (broker name, topic, queue id, offset) -> when it was finished.
+        type Key = (String, String, i32, i64);
+        let mut finished: BTreeMap<Key, Millis> = BTreeMap::new();
+        let mut note = |key: Key, at: Millis| {
             let e = finished.entry(key).or_insert(at);
             *e = (*e).min(at);
         };
         for c in self.calls.values().filter(|c| c.success) {
             if let Some(at) = c.done_at {
-                for m in &c.messages {
-                    note(*m, at);
+                for offset in &c.offsets {
+                    let (broker, topic, queue) = &c.queue;
+                    note((broker.clone(), topic.clone(), *queue, *offset), at);
                 }
             }
         }
-        // A message the broker acknowledged as sent back is finished then.
         for (b, broker) in self.brokers.iter().enumerate() {
             for (topic, queues) in broker.topics() {
                 if topic != TOPIC && !topic.starts_with("%RETRY%") {
@@ -1178,11 +1297,8 @@ impl World {
                 for q in 0..queues as i32 {
                     for m in broker.log(&topic, q) {
                         if let Some(at) = self.sent_back.get(&(b, m.commit_log_offset)) {
-                            let index = m
-                                .property("index")
-                                .and_then(|i| i.parse().ok())
-                                .unwrap_or(usize::MAX);
-                            note((index, m.reconsume_times), *at);
+                            let key = (broker.name().to_owned(), topic.clone(), q, m.queue_offset);
+                            note(key, *at);
                         }
                     }
                 }
@@ -1195,12 +1311,14 @@ impl World {
                 }
                 let log = broker.log(&w.topic, w.queue_id);
                 for m in log.iter().take_while(|m| m.queue_offset < w.offset) {
-                    let index = m
-                        .property("index")
-                        .and_then(|i| i.parse().ok())
-                        .unwrap_or(usize::MAX);
-                    let key = (index, m.reconsume_times);
+                    let key = (
+                        broker.name().to_owned(),
+                        w.topic.clone(),
+                        w.queue_id,
+                        m.queue_offset,
+                    );
                     if finished.get(&key).is_none_or(|at| *at > w.at) {
+                        let index = m.property("index").unwrap_or("?");
                         return Err(format!(
                             "{}: offset {} written for {}#{} at {} ms passes message {index} (offset {}, reconsume {}), unfinished then (finished at {:?})",
                             broker.name(),
