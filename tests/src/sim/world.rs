@@ -32,8 +32,10 @@ use super::{LinkId, Millis};
 
 /// The topic producers write and consumers read.
 pub const TOPIC: &str = "SimTopic";
-/// The consumer group.
+/// The clustering consumer group.
 pub const GROUP: &str = "SimGroup";
+/// The broadcasting consumer group.
+pub const BROADCAST_GROUP: &str = "SimBroadcast";
 /// Wall-clock milliseconds at virtual time 0 (what the cores and the brokers
 /// see as "now" on the wall).
 pub const WALL_EPOCH_MS: i64 = super::broker::DEFAULT_WALL_EPOCH_MS;
@@ -55,8 +57,16 @@ pub struct Knobs {
     pub brokers: usize,
     /// Queues of [`TOPIC`] per broker.
     pub queues: u32,
+    /// Producers, sharing the messages.
+    pub producers: usize,
     /// Consumers running from the start.
     pub consumers: usize,
+    /// Members of a broadcasting group besides (each must see everything).
+    pub broadcasters: usize,
+    /// The broker resets the group's offsets back to the start once.
+    pub reset: bool,
+    /// The topic gains queues on every broker while messages flow.
+    pub grow: bool,
     /// Messages the producer sends.
     pub messages: usize,
     /// Consumers join and leave gracefully while messages flow.
@@ -91,7 +101,11 @@ impl Knobs {
         Self {
             brokers: r.between(1, 2) as usize,
             queues: r.between(1, 4) as u32,
+            producers: r.between(1, 2) as usize,
             consumers: r.between(1, 3) as usize,
+            broadcasters: *r.pick(&[0, 0, 1, 2]).unwrap_or(&0),
+            reset: r.chance(1, 5),
+            grow: r.chance(1, 5),
             messages: r.between(20, 200) as usize,
             churn: r.chance(1, 2),
             crashes: r.chance(1, 3),
@@ -111,7 +125,13 @@ impl Knobs {
     /// queue owner (a join, a leave, a crash), or when there are several
     /// consumers settling on their queues.
     fn allows_duplicates(&self) -> bool {
-        self.churn || self.crashes || self.consumers > 1 || self.cuts || self.broker_crash
+        self.churn
+            || self.crashes
+            || self.consumers > 1
+            || self.cuts
+            || self.broker_crash
+            || self.reset
+            || self.grow
     }
 }
 
@@ -229,7 +249,20 @@ struct Link {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     Producer,
+    /// A member of [`GROUP`] (clustering).
     Consumer,
+    /// A member of [`BROADCAST_GROUP`].
+    Broadcaster,
+}
+
+impl Role {
+    fn group(self) -> Option<&'static str> {
+        match self {
+            Self::Producer => None,
+            Self::Consumer => Some(GROUP),
+            Self::Broadcaster => Some(BROADCAST_GROUP),
+        }
+    }
 }
 
 /// A client process: a core, its connections, and what it asked for.
@@ -283,6 +316,10 @@ enum Event {
     BrokerRestart(usize),
     /// Ask every running consumer for its counters (the cache-limit check).
     Probe,
+    /// The broker of this index resets [`GROUP`]'s offsets to the start.
+    Reset(usize),
+    /// Every broker gives [`TOPIC`] more queues.
+    Grow,
 }
 
 /// One listener call.
@@ -371,10 +408,29 @@ impl World {
     /// [`CALM_AFTER`].
     fn plan(&mut self) {
         let mut r = SimRng::derive(self.seed, "plan");
-        let producer = self.spawn("producer", Role::Producer);
+        let producers: Vec<usize> = (0..self.knobs.producers)
+            .map(|n| self.spawn(&format!("producer-{n}"), Role::Producer))
+            .collect();
         for i in 0..self.knobs.messages {
             let at = r.between(1_000, 40_000);
+            let producer = producers[i % producers.len()];
             self.schedule(at, Event::Send(producer, i));
+        }
+        for b in 0..self.knobs.broadcasters {
+            let p = self.spawn(&format!("broadcaster-{b}"), Role::Broadcaster);
+            self.schedule(r.below(500), Event::StartConsumer(p));
+            if self.knobs.crashes && r.chance(1, 2) {
+                let at = r.between(3_000, 70_000);
+                self.schedule(at, Event::Crash(p));
+                self.schedule(at + r.between(1_000, 15_000), Event::StartConsumer(p));
+            }
+        }
+        if self.knobs.reset {
+            let b = r.below(self.brokers.len() as u64) as usize;
+            self.schedule(r.between(10_000, 60_000), Event::Reset(b));
+        }
+        if self.knobs.grow {
+            self.schedule(r.between(5_000, 50_000), Event::Grow);
         }
         let mut consumers = Vec::new();
         for c in 0..self.knobs.consumers {
@@ -518,7 +574,7 @@ impl World {
         let mut running = false;
         for p in 0..self.procs.len() {
             let proc = &self.procs[p];
-            if proc.role == Role::Consumer && proc.client.is_some() {
+            if proc.role != Role::Producer && proc.client.is_some() {
                 running = true;
                 if !proc.stopping {
                     self.shutdown(p);
@@ -528,13 +584,46 @@ impl World {
         !running
     }
 
-    /// Every stored message of [`TOPIC`] consumed successfully or dead.
+    /// Every stored message of [`TOPIC`] consumed successfully or dead in
+    /// [`GROUP`], and delivered to every broadcasting member.
     fn all_done(&self) -> bool {
         let consumed = self.consumed_indexes();
         let dead = self.dead_indexes();
-        self.stored_indexes()
+        let stored = self.stored_indexes();
+        stored
             .iter()
             .all(|i| consumed.contains(i) || dead.contains(i))
+            && self.unseen_by_broadcasters(&stored).is_none()
+    }
+
+    /// A broadcasting member and the first stored message it was never
+    /// delivered (a broadcasting group drops a failed message: one delivery
+    /// is what it owes).
+    fn unseen_by_broadcasters(&self, stored: &BTreeSet<usize>) -> Option<(String, usize)> {
+        for (p, proc) in self.procs.iter().enumerate() {
+            if proc.role != Role::Broadcaster {
+                continue;
+            }
+            let seen: BTreeSet<usize> = self
+                .calls
+                .iter()
+                .filter(|((cp, _, _), c)| *cp == p && c.done_at.is_some())
+                .flat_map(|(_, c)| c.messages.iter().map(|(i, _)| *i))
+                .collect();
+            if let Some(i) = stored.iter().find(|i| !seen.contains(i)) {
+                return Some((proc.name.clone(), *i));
+            }
+        }
+        None
+    }
+
+    /// The queues of [`TOPIC`] on broker `b` now.
+    fn queues_of(&self, b: usize) -> i32 {
+        self.brokers[b]
+            .topics()
+            .into_iter()
+            .find(|(t, _)| t == TOPIC)
+            .map_or(0, |(_, n)| n as i32)
     }
 
     fn next_instant(&self) -> Option<Millis> {
@@ -693,7 +782,14 @@ impl World {
                     return Ok(());
                 }
                 self.boot(p);
-                let mut config = ConsumerConfig::new(GROUP);
+                let Some(group) = self.procs[p].role.group() else {
+                    return Ok(());
+                };
+                let mut config = ConsumerConfig::new(group);
+                if self.procs[p].role == Role::Broadcaster {
+                    config.message_model = rocketmq_core::consumer::MessageModel::Broadcasting;
+                    config.offset_store_dir = Some("/sim/offsets".to_owned());
+                }
                 config.consume_from = rocketmq_core::consumer::ConsumeFrom::FirstOffset;
                 config.pull_batch_size = self.knobs.pull_batch;
                 config.consume_concurrency = self.knobs.concurrency;
@@ -711,6 +807,27 @@ impl World {
                 self.log(line);
             }
             Event::Shutdown(p) => self.shutdown(p),
+            Event::Reset(b) => {
+                if self.broker_up[b] {
+                    let mut out = Vec::new();
+                    let reset = self.brokers[b].reset_offsets(GROUP, TOPIC, 0, true, &mut out);
+                    self.log(format!(
+                        "{} resets {GROUP} to the start: {reset:?}",
+                        self.brokers[b].name()
+                    ));
+                    self.server_out(out);
+                }
+            }
+            Event::Grow => {
+                for b in 0..self.brokers.len() {
+                    let n = self.queues_of(b) as u32 + 2;
+                    self.brokers[b].set_queue_count(TOPIC, n);
+                }
+                self.log(format!(
+                    "{TOPIC} grows to {} queues per broker",
+                    self.queues_of(0)
+                ));
+            }
             Event::Cut => {
                 let up: Vec<LinkId> = self
                     .links
@@ -744,14 +861,17 @@ impl World {
             Event::Probe => {
                 for p in 0..self.procs.len() {
                     let proc = &mut self.procs[p];
-                    if proc.role != Role::Consumer || proc.stopping {
+                    let Some(group) = proc.role.group() else {
+                        continue;
+                    };
+                    if proc.stopping {
                         continue;
                     }
                     if let Some(client) = proc.client.as_mut() {
                         let id = client.call(
                             now,
                             Call::ConsumerStats {
-                                group: GROUP.to_owned(),
+                                group: group.to_owned(),
                             },
                             None,
                         );
@@ -779,11 +899,14 @@ impl World {
         let Some(client) = proc.client.as_mut() else {
             return;
         };
+        let Some(group) = proc.role.group() else {
+            return;
+        };
         proc.stopping = true;
         let id = client.call(
             now,
             Call::ShutdownConsumer {
-                group: GROUP.to_owned(),
+                group: group.to_owned(),
             },
             None,
         );
@@ -1173,8 +1296,8 @@ impl World {
     /// Indexes of the messages stored in [`TOPIC`] on every broker.
     fn stored_indexes(&self) -> BTreeSet<usize> {
         let mut stored = BTreeSet::new();
-        for broker in &self.brokers {
-            for q in 0..self.knobs.queues as i32 {
+        for (b, broker) in self.brokers.iter().enumerate() {
+            for q in 0..self.queues_of(b) {
                 for m in broker.log(TOPIC, q) {
                     if let Some(i) = m.property("index").and_then(|i| i.parse().ok()) {
                         stored.insert(i);
@@ -1185,11 +1308,20 @@ impl World {
         stored
     }
 
-    /// Indexes some listener call consumed successfully (and reported so).
-    fn consumed_indexes(&self) -> BTreeSet<usize> {
+    /// The listener calls of [`GROUP`]'s members that succeeded.
+    fn clustering_successes(&self) -> impl Iterator<Item = &Call1> {
         self.calls
-            .values()
-            .filter(|c| c.success && c.done_at.is_some())
+            .iter()
+            .filter(|((p, _, _), c)| {
+                self.procs[*p].role == Role::Consumer && c.success && c.done_at.is_some()
+            })
+            .map(|(_, c)| c)
+    }
+
+    /// Indexes some listener call of [`GROUP`] consumed successfully (and
+    /// reported so).
+    fn consumed_indexes(&self) -> BTreeSet<usize> {
+        self.clustering_successes()
             .flat_map(|c| c.messages.iter().map(|(i, _)| *i))
             .collect()
     }
@@ -1227,6 +1359,29 @@ impl World {
         if !lost.is_empty() {
             return Err(format!("lost: {lost:?}"));
         }
+        if let Some((member, i)) = self.unseen_by_broadcasters(&stored) {
+            return Err(format!(
+                "broadcasting member {member} never got message {i}"
+            ));
+        }
+        // A broadcasting group keeps its offsets in its members' files: the
+        // brokers hold none of it.
+        for broker in &self.brokers {
+            if let Some(w) = broker
+                .offset_writes()
+                .iter()
+                .find(|w| w.group == BROADCAST_GROUP)
+            {
+                return Err(format!(
+                    "{}: the broadcasting group wrote offset {} for {}#{} at {} ms",
+                    broker.name(),
+                    w.offset,
+                    w.topic,
+                    w.queue_id,
+                    w.at
+                ));
+            }
+        }
         // Offsets: no committed offset passes a message that was neither
         // consumed successfully nor sent back, at the time it was written.
         self.check_offsets()?;
@@ -1239,8 +1394,8 @@ impl World {
         }
         // Converged: after the final shutdowns, every queue's committed
         // offset is its end.
-        for broker in &self.brokers {
-            for q in 0..self.knobs.queues as i32 {
+        for (b, broker) in self.brokers.iter().enumerate() {
+            for q in 0..self.queues_of(b) {
                 let end = broker.log(TOPIC, q).len() as i64;
                 let committed = broker.committed(GROUP, TOPIC, q);
                 if end > 0 && committed != Some(end) {
@@ -1256,11 +1411,7 @@ impl World {
 
     fn duplicates(&self) -> usize {
         let mut times: BTreeMap<usize, usize> = BTreeMap::new();
-        for c in self
-            .calls
-            .values()
-            .filter(|c| c.success && c.done_at.is_some())
-        {
+        for c in self.clustering_successes() {
             for (i, _) in &c.messages {
                 *times.entry(*i).or_default() += 1;
             }
@@ -1281,7 +1432,7 @@ impl World {
             let e = finished.entry(key).or_insert(at);
             *e = (*e).min(at);
         };
-        for c in self.calls.values().filter(|c| c.success) {
+        for c in self.clustering_successes() {
             if let Some(at) = c.done_at {
                 for offset in &c.offsets {
                     let (broker, topic, queue) = &c.queue;
