@@ -629,6 +629,8 @@ pub struct Client {
     heartbeat_at: Option<Instant>,
     /// Broker addresses that have had a heartbeat.
     heartbeated: BTreeSet<String>,
+    /// Addresses a connection has opened to before.
+    met: BTreeSet<String>,
     producers: BTreeSet<String>,
     consumers: Consumers,
     /// Topics without a route whose sends wait for the auto-create template's.
@@ -668,6 +670,7 @@ impl Client {
             route_refresh_at,
             heartbeat_at: None,
             heartbeated: BTreeSet::new(),
+            met: BTreeSet::new(),
             producers: BTreeSet::new(),
             consumers: Consumers::default(),
             awaiting_default: BTreeSet::new(),
@@ -705,6 +708,7 @@ impl Client {
             Input::Connected(conn) => {
                 if let Some(frames) = self.conns.opened(conn) {
                     debug!(%conn, "connected");
+                    self.reconnected(now, conn);
                     for data in frames {
                         self.outputs.push_back(Output::Transmit { conn, data });
                     }
@@ -1523,9 +1527,31 @@ impl Client {
             .collect()
     }
 
-    /// Sends a heartbeat with every registered group to every known broker.
-    fn send_heartbeats(&mut self, now: Instant) {
-        let body = Bytes::from(
+    /// A connection opened to a broker this client had sent heartbeats to:
+    /// that broker forgot the client with the old connection, so it gets a
+    /// heartbeat at once, ahead of anything queued for it, and the consumers
+    /// rebalance soon (as Java's channel listener does). Until then, the
+    /// other members own this client's queues while it goes on pulling them.
+    fn reconnected(&mut self, now: Instant, conn: ConnId) {
+        let Some(addr) = self.conns.addr(conn).map(str::to_owned) else {
+            return;
+        };
+        let again = !self.met.insert(addr.clone());
+        if !again
+            || !self.heartbeated.contains(&addr)
+            || (self.producers.is_empty() && !self.has_consumers())
+        {
+            return;
+        }
+        debug!(%conn, %addr, "a broker met again: heartbeat");
+        let body = self.heartbeat_body();
+        self.send_heartbeat(now, &addr, body);
+        self.rebalance_soon(now);
+    }
+
+    /// The heartbeat of every registered group.
+    fn heartbeat_body(&self) -> Bytes {
+        Bytes::from(
             HeartbeatData {
                 client_id: self.client_id.clone(),
                 producer_data_set: self
@@ -1539,21 +1565,29 @@ impl Client {
                 ..HeartbeatData::default()
             }
             .encode(),
-        );
-        let timeout = self.config.request_timeout;
+        )
+    }
+
+    /// Sends a heartbeat with every registered group to every known broker.
+    fn send_heartbeats(&mut self, now: Instant) {
+        let body = self.heartbeat_body();
         for addr in self.broker_addrs() {
-            let request =
-                RemotingCommand::request(RequestCode::HEART_BEAT, 0).with_body(body.clone());
-            self.send_request(
-                None,
-                &addr,
-                request,
-                Expect::Heartbeat,
-                now + timeout,
-                timeout,
-            );
-            self.heartbeated.insert(addr);
+            self.send_heartbeat(now, &addr, body.clone());
         }
+    }
+
+    fn send_heartbeat(&mut self, now: Instant, addr: &str, body: Bytes) {
+        let timeout = self.config.request_timeout;
+        let request = RemotingCommand::request(RequestCode::HEART_BEAT, 0).with_body(body);
+        self.send_request(
+            None,
+            addr,
+            request,
+            Expect::Heartbeat,
+            now + timeout,
+            timeout,
+        );
+        self.heartbeated.insert(addr.to_owned());
     }
 
     /// Tells every broker that had a heartbeat that `group` is gone.

@@ -36,6 +36,10 @@ struct Totals {
     duplicates: usize,
     dead: usize,
     virtual_ms: u64,
+    /// Seeds where two members held one queue at once for over 20 s.
+    long_overlaps: u64,
+    /// The longest such overlap.
+    max_overlap_ms: u64,
 }
 
 #[test]
@@ -85,6 +89,8 @@ fn seeds() {
                         t.duplicates += o.duplicates;
                         t.dead += o.dead;
                         t.virtual_ms += o.virtual_ms;
+                        t.long_overlaps += u64::from(o.max_overlap_ms > 20_000);
+                        t.max_overlap_ms = t.max_overlap_ms.max(o.max_overlap_ms);
                     }
                     Err(report) => failures
                         .lock()
@@ -97,13 +103,15 @@ fn seeds() {
     let elapsed = started.elapsed();
     let t = totals.into_inner().unwrap_or_else(|e| e.into_inner());
     eprintln!(
-        "{count} seeds from {base:#x} in {elapsed:?} ({:.1} seeds/s): {} events, {} messages stored, {} duplicates, {} dead, {} virtual minutes",
+        "{count} seeds from {base:#x} in {elapsed:?} ({:.1} seeds/s): {} events, {} messages stored, {} duplicates, {} dead, {} virtual minutes; {} seeds with a queue held by two members for over 20 s (longest {} ms)",
         count as f64 / elapsed.as_secs_f64(),
         t.events,
         t.stored,
         t.duplicates,
         t.dead,
-        t.virtual_ms / 60_000
+        t.virtual_ms / 60_000,
+        t.long_overlaps,
+        t.max_overlap_ms
     );
     let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     failures.sort_by_key(|(seed, _)| *seed);

@@ -768,6 +768,16 @@ impl Client {
         }
     }
 
+    /// Every running consumer rebalances soon: on the broker's notice that
+    /// the group changed, or after [`REBALANCE_RETRY`] at the latest.
+    pub(super) fn rebalance_soon(&mut self, now: Instant) {
+        for c in self.consumers.groups.values_mut() {
+            if c.shutdown.is_none() {
+                c.rebalance_at = c.rebalance_at.min(now + REBALANCE_RETRY);
+            }
+        }
+    }
+
     pub(super) fn subscribe(
         &mut self,
         now: Instant,

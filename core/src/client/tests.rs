@@ -954,3 +954,67 @@ fn sends_to_a_topic_without_route_use_the_auto_create_template() {
         "{out:?}"
     );
 }
+
+/// A broker forgets a client with its connection. Found by the simulation
+/// (seed 0x5eed0019 of tests/tests/sim.rs, then checking that no queue is
+/// pulled by two members once the group settles): a consumer whose link to a
+/// broker was cut went on pulling there for up to a heartbeat interval while
+/// the other members, told by that broker that it had left, took its queues.
+/// As Java 5's channel listener does, a new connection to a broker met before
+/// carries a heartbeat first; the first connection does not get a second one.
+#[test]
+fn a_broker_met_again_gets_a_heartbeat_before_anything_else() {
+    let mut h = Harness::new();
+    h.client
+        .call(h.now, Call::RegisterProducer { group: "pg".into() }, None);
+    h.outputs();
+    let (broker, sent) = send_until_broker(&mut h, None, route());
+    let codes: Vec<RequestCode> = sent.iter().map(RemotingCommand::request_code).collect();
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| **c == RequestCode::HEART_BEAT)
+            .count(),
+        1,
+        "one heartbeat on the first connection: {codes:?}"
+    );
+    h.input(Input::Closed(broker));
+    // The next send connects again (after the reconnect backoff).
+    h.client.call(
+        h.now,
+        Call::Send {
+            group: "pg".into(),
+            message: Message::new("T", &b"y"[..]),
+            selector: QueueSelector::RoundRobin,
+        },
+        None,
+    );
+    let mut out = h.outputs();
+    for _ in 0..20 {
+        if out.iter().any(|o| matches!(o, Output::Connect { .. })) {
+            break;
+        }
+        out = h.advance(Duration::from_millis(500));
+    }
+    let again = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Connect { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .expect("a new connection to the broker");
+    let codes: Vec<RequestCode> = h
+        .input(Input::Connected(again))
+        .iter()
+        .map(|o| request_of(o).1.request_code())
+        .collect();
+    assert_eq!(
+        codes.first(),
+        Some(&RequestCode::HEART_BEAT),
+        "the heartbeat goes first: {codes:?}"
+    );
+    assert!(
+        codes.contains(&RequestCode::SEND_MESSAGE_V2) || codes.contains(&RequestCode::SEND_MESSAGE),
+        "{codes:?}"
+    );
+}

@@ -25,7 +25,8 @@
 //! * offsets (14, 15, 29, 30, 31, 32), overwritten with no monotonic guard,
 //!   every write kept for the checker ([`SimBroker::offset_writes`]);
 //! * heartbeats and consumer registrations per channel (link), with
-//!   NOTIFY_CONSUMER_IDS_CHANGED when a group's channels or subscribed topics
+//!   NOTIFY_CONSUMER_IDS_CHANGED to every channel of the group (the new one's
+//!   included, as Java's broker) when its channels or subscribed topics
 //!   change, unregistration, 120 s channel expiry;
 //! * CONSUMER_SEND_MSG_BACK into `%RETRY%<group>` after the delay level, or
 //!   `%DLQ%<group>`;
@@ -1555,7 +1556,7 @@ impl SimBroker {
             sub_change |= subs_changed;
             if channel_changed || subs_changed {
                 let name = c.group_name.clone();
-                self.notify_group(&name, Some(link), out);
+                self.notify_group(&name, None, out);
             }
         }
         for p in &hb.producer_data_set {
@@ -2047,16 +2048,25 @@ mod tests {
     #[test]
     fn heartbeat_of_a_second_member_notifies_the_first() {
         let mut b = broker();
+        // As Java's broker, every channel of the group is told, the new
+        // member's own included.
         let out = run(&mut b, 0, A, heartbeat("c1", "G"));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].1.response_code(), ResponseCode::SUCCESS);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].0, A);
+        assert_eq!(
+            out[0].1.request_code(),
+            RequestCode::NOTIFY_CONSUMER_IDS_CHANGED
+        );
+        assert_eq!(out[1].1.response_code(), ResponseCode::SUCCESS);
         assert!(b.topics().iter().any(|(t, n)| t == "%RETRY%G" && *n == 1));
         // The same heartbeat again changes nothing.
         assert_eq!(run(&mut b, 10, A, heartbeat("c1", "G")).len(), 1);
         let out = run(&mut b, 20, B, heartbeat("c2", "G"));
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 3);
+        let told: Vec<LinkId> = out[..2].iter().map(|(l, _)| *l).collect();
+        assert!(told.contains(&A) && told.contains(&B), "{told:?}");
         let (link, notify) = &out[0];
-        assert_eq!(*link, A);
+        assert!(*link == A || *link == B);
         assert_eq!(
             notify.request_code(),
             RequestCode::NOTIFY_CONSUMER_IDS_CHANGED

@@ -19,7 +19,7 @@ use rocketmq_core::consumer::{ConsumeResult, ConsumerConfig, Delivery, Selector,
 use rocketmq_core::protocol::code::{RequestCode, ResponseCode};
 use rocketmq_core::protocol::command::RemotingCommand;
 use rocketmq_core::protocol::frame::{FrameDecoder, SerializeType, DEFAULT_MAX_FRAME_LEN};
-use rocketmq_core::protocol::header::ConsumerSendMsgBackRequestHeader;
+use rocketmq_core::protocol::header::{ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader};
 use rocketmq_core::protocol::message::Message;
 use rocketmq_core::{
     Call, CallId, Client, ClientConfig, ConnId, Input, Output, QueueSelector, Reply,
@@ -42,6 +42,25 @@ pub const WALL_EPOCH_MS: i64 = super::broker::DEFAULT_WALL_EPOCH_MS;
 const NS_ADDR: &str = "10.0.0.1:9876";
 /// Faults and membership changes happen before this; then the world heals.
 const CALM_AFTER: Millis = 90_000;
+/// How long after the calm begins the group must have settled: a broker
+/// back from a crash is in the routes within a refresh (30 s) and its queues
+/// are rebalanced within a period (20 s).
+const SETTLE_AFTER: Millis = 70_000;
+/// No queue may be pulled by two members within this, once settled.
+const SETTLED_WINDOW: Millis = 20_000;
+/// Two members may both hold a queue this long at most (as their counters,
+/// read every second, show). A handover completes on the broker's notice, or
+/// within a rebalance period (20 s) when the notice is lost; a member cut off
+/// from one broker is forgotten there while the other brokers still list it,
+/// until it connects again (a heartbeat goes at once then) or its next
+/// heartbeat (30 s).
+const OVERLAP_LIMIT: Millis = 55_000;
+/// The same after a broker crash: the restarted broker knows only the members
+/// that have sent it a heartbeat since, and a member that started while it
+/// was down meets it only at its next route refresh (30 s), so members that
+/// ask different brokers for the group see different members until then
+/// (RocketMQ's own window, Java's as well).
+const OVERLAP_LIMIT_AFTER_CRASH: Millis = 80_000;
 /// Once calm, the backlog must drain within this.
 const DRAIN_WITHIN: Millis = 600_000;
 /// Events handled at one instant before the run counts as livelocked.
@@ -156,6 +175,8 @@ pub struct Outcome {
     pub dead: usize,
     /// Virtual time the run took.
     pub virtual_ms: Millis,
+    /// The longest time two members held one queue at once.
+    pub max_overlap_ms: Millis,
     /// Events handled.
     pub events: u64,
 }
@@ -359,6 +380,16 @@ struct World {
     /// Send-backs the broker answered SUCCESS: (broker, commit-log offset) to
     /// when. From then the broker holds the message's retry.
     sent_back: BTreeMap<(usize, i64), Millis>,
+    /// Pulls of the clustering group: (broker, topic, queue) to (when, by
+    /// which process).
+    pulls: BTreeMap<(usize, String, i32), Vec<(Millis, usize)>>,
+    /// The final shutdowns have begun.
+    shutting_down: bool,
+    /// Which members of the clustering group hold each queue, and since
+    /// when, as their last counters said.
+    owners: BTreeMap<rocketmq_core::protocol::MessageQueue, BTreeMap<usize, Millis>>,
+    /// The longest time two members held one queue at once.
+    max_overlap: Millis,
     trace: Vec<String>,
     handled: u64,
 }
@@ -395,6 +426,10 @@ impl World {
             acked: BTreeMap::new(),
             sending_back: BTreeMap::new(),
             sent_back: BTreeMap::new(),
+            pulls: BTreeMap::new(),
+            shutting_down: false,
+            owners: BTreeMap::new(),
+            max_overlap: 0,
             trace: Vec::new(),
             handled: 0,
             knobs,
@@ -535,7 +570,7 @@ impl World {
         let mut same_instant = 0u32;
         loop {
             self.drain_all()?;
-            if self.finished() {
+            if self.finished()? {
                 return Ok(());
             }
             let next = self.next_instant();
@@ -564,11 +599,18 @@ impl World {
         }
     }
 
-    /// Whether the run is over: calm, every stored message consumed or dead,
-    /// and every consumer shut down after that (the world shuts them down).
-    fn finished(&mut self) -> bool {
-        if self.now < CALM_AFTER || !self.all_done() {
-            return false;
+    /// Whether the run is over: calm for a while, every stored message
+    /// consumed or dead, and every consumer shut down after that (the world
+    /// shuts them down). Before the shutdowns, no queue may be pulled by two
+    /// members of the group in the last [`SETTLED_WINDOW`] (checked
+    /// [`SETTLE_AFTER`] into the calm).
+    fn finished(&mut self) -> Result<bool, String> {
+        if self.now < CALM_AFTER + SETTLE_AFTER || !self.all_done() {
+            return Ok(false);
+        }
+        if !self.shutting_down {
+            self.shutting_down = true;
+            self.check_settled()?;
         }
         // Shut every running consumer down, once.
         let mut running = false;
@@ -581,7 +623,33 @@ impl World {
                 }
             }
         }
-        !running
+        Ok(!running)
+    }
+
+    /// Each queue of the clustering group was pulled by one member at most in
+    /// the last [`SETTLED_WINDOW`]: no consumer is left pulling a queue it
+    /// does not own.
+    fn check_settled(&self) -> Result<(), String> {
+        let since = self.now.saturating_sub(SETTLED_WINDOW);
+        for ((b, topic, queue), pulls) in &self.pulls {
+            let pullers: BTreeSet<usize> = pulls
+                .iter()
+                .filter(|(at, _)| *at >= since)
+                .map(|(_, p)| *p)
+                .collect();
+            if pullers.len() > 1 {
+                let names: Vec<&str> = pullers
+                    .iter()
+                    .map(|p| self.procs[*p].name.as_str())
+                    .collect();
+                return Err(format!(
+                    "{}: {topic}#{queue} pulled by {names:?} in the last {} s of a settled group",
+                    self.brokers[*b].name(),
+                    SETTLED_WINDOW / 1000
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Every stored message of [`TOPIC`] consumed successfully or dead in
@@ -884,6 +952,7 @@ impl World {
                     let line = format!("{} crashes", self.procs[p].name);
                     self.log(line);
                     self.cut_all(p);
+                    self.forget_owner(p);
                 }
             }
         }
@@ -913,6 +982,55 @@ impl World {
         proc.calls.insert(id, CallKind::Shutdown);
         let line = format!("{} shuts down", proc.name);
         self.log(line);
+    }
+
+    /// What member `p` holds now, by its counters; no queue may be held by two
+    /// members for longer than [`OVERLAP_LIMIT`].
+    fn note_owner<'q>(
+        &mut self,
+        p: usize,
+        queues: impl Iterator<Item = &'q rocketmq_core::protocol::MessageQueue>,
+    ) -> Result<(), String> {
+        let held: BTreeSet<&rocketmq_core::protocol::MessageQueue> = queues.collect();
+        for (queue, holders) in &mut self.owners {
+            if !held.contains(queue) {
+                holders.remove(&p);
+            }
+        }
+        for queue in held {
+            let holders = self.owners.entry(queue.clone()).or_default();
+            holders.entry(p).or_insert(self.now);
+            if holders.len() > 1 {
+                // The overlap began when the later of the two began to hold it.
+                let mut since: Vec<(Millis, usize)> =
+                    holders.iter().map(|(p, t)| (*t, *p)).collect();
+                since.sort_unstable();
+                let (began, newer) = since[1];
+                self.max_overlap = self.max_overlap.max(self.now - began);
+                let limit = if self.knobs.broker_crash {
+                    OVERLAP_LIMIT_AFTER_CRASH
+                } else {
+                    OVERLAP_LIMIT
+                };
+                if self.now - began > limit {
+                    return Err(format!(
+                        "{queue} held by {} (since {} ms) and {} (since {began} ms) at once for {} ms",
+                        self.procs[since[0].1].name,
+                        since[0].0,
+                        self.procs[newer].name,
+                        self.now - began
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A member is gone: it holds nothing.
+    fn forget_owner(&mut self, p: usize) {
+        for holders in self.owners.values_mut() {
+            holders.remove(&p);
+        }
     }
 
     /// Closes every link of process `p` (after a crash or a finished
@@ -1002,6 +1120,9 @@ impl World {
                         return Err(format!("{} failed to start: {e}", self.procs[p].name));
                     }
                     (Some(CallKind::Stats), Ok(Reply::ConsumerStats(stats))) => {
+                        if self.procs[p].role == Role::Consumer {
+                            self.note_owner(p, stats.queues.iter().map(|(q, _)| q))?;
+                        }
                         // The caches keep their limits: the count strictly
                         // (the consumer's default global budget is larger
                         // than any of these runs).
@@ -1022,6 +1143,7 @@ impl World {
                         // with the consumer's, and its links close.
                         self.procs[p].client = None;
                         self.cut_all(p);
+                        self.forget_owner(p);
                     }
                     _ => {}
                 }
@@ -1128,6 +1250,7 @@ impl World {
         }
         l.decoder.push(data);
         let server = l.server;
+        let proc = l.proc;
         let mut commands = Vec::new();
         let mut malformed = None;
         loop {
@@ -1153,6 +1276,18 @@ impl World {
                 format!("{:?}", cmd.request_code())
             };
             self.log(format!("{link} > {server:?} {what}"));
+            if let (Server::Broker(b), RequestCode::PULL_MESSAGE, false) =
+                (server, cmd.request_code(), cmd.is_response())
+            {
+                if let Ok(h) = cmd.header::<PullMessageRequestHeader>() {
+                    if h.consumer_group == GROUP {
+                        self.pulls
+                            .entry((b, h.topic, h.queue_id))
+                            .or_default()
+                            .push((self.now, proc));
+                    }
+                }
+            }
             if let (Server::Broker(b), RequestCode::CONSUMER_SEND_MSG_BACK) =
                 (server, cmd.request_code())
             {
@@ -1505,6 +1640,7 @@ impl World {
             duplicates: self.duplicates(),
             dead: self.dead_indexes().len(),
             virtual_ms: self.now,
+            max_overlap_ms: self.max_overlap,
             events: self.handled,
         }
     }
