@@ -55,11 +55,13 @@ const SETTLED_WINDOW: Millis = 20_000;
 /// until it connects again (a heartbeat goes at once then) or its next
 /// heartbeat (30 s).
 const OVERLAP_LIMIT: Millis = 55_000;
-/// The same after a broker crash: the restarted broker knows only the members
-/// that have sent it a heartbeat since, and a member that started while it
-/// was down meets it only at its next route refresh (30 s), so members that
-/// ask different brokers for the group see different members until then
-/// (RocketMQ's own window, Java's as well).
+/// The same after a broker crash or a clogged link: the restarted broker
+/// knows only the members that have sent it a heartbeat since, and a member
+/// that started while it was down meets it only at its next route refresh
+/// (30 s), so members that ask different brokers for the group see different
+/// members until then (RocketMQ's own window, Java's as well); a member whose
+/// link to the broker it asks is clogged keeps its last assignment until the
+/// link clears (up to 40 s here).
 const OVERLAP_LIMIT_AFTER_CRASH: Millis = 80_000;
 /// Once calm, the backlog must drain within this.
 const DRAIN_WITHIN: Millis = 600_000;
@@ -103,6 +105,11 @@ pub struct Knobs {
     pub cuts: bool,
     /// A broker crashes and restarts (its store kept).
     pub broker_crash: bool,
+    /// Links are clogged now and then (a partition that heals: bytes wait,
+    /// then arrive in order).
+    pub clogs: bool,
+    /// Links are slow (tens to hundreds of milliseconds each way).
+    pub slow_links: bool,
     /// The consumers' settings drawn for this seed.
     pub pull_batch: u32,
     /// Consume concurrency.
@@ -133,6 +140,8 @@ impl Knobs {
             send_back_fails_one_in: *r.pick(&[1_000_000, 3, 1]).unwrap_or(&3),
             cuts: r.chance(1, 3),
             broker_crash: r.chance(1, 4),
+            clogs: r.chance(1, 3),
+            slow_links: r.chance(1, 4),
             pull_batch: r.between(1, 32) as u32,
             concurrency: r.between(1, 4) as usize,
             queue_cache: r.between(4, 100) as usize,
@@ -151,6 +160,7 @@ impl Knobs {
             || self.broker_crash
             || self.reset
             || self.grow
+            || self.clogs
     }
 }
 
@@ -262,6 +272,8 @@ struct Link {
     /// The last scheduled arrival each way (to keep each direction in order).
     to_server_at: Millis,
     to_client_at: Millis,
+    /// Clogged until then: nothing arrives before.
+    clogged_until: Millis,
     /// The server side's frame decoder.
     decoder: FrameDecoder,
 }
@@ -333,6 +345,8 @@ enum Event {
     Crash(usize),
     /// Cut one client-broker link (both ends hear of it).
     Cut,
+    /// Clog one link (to a broker or the name server) for this long.
+    Clog(Millis),
     BrokerCrash(usize),
     BrokerRestart(usize),
     /// Ask every running consumer for its counters (the cache-limit check).
@@ -493,6 +507,15 @@ impl World {
             for _ in 0..r.between(1, 6) {
                 let at = r.between(2_000, CALM_AFTER - 5_000);
                 self.schedule(at, Event::Cut);
+            }
+        }
+        if self.knobs.clogs {
+            for _ in 0..r.between(1, 4) {
+                let at = r.between(2_000, CALM_AFTER - 10_000);
+                let length = *r
+                    .pick(&[500, 2_000, 5_000, 20_000, 40_000])
+                    .unwrap_or(&2_000);
+                self.schedule(at, Event::Clog(length));
             }
         }
         if self.knobs.broker_crash {
@@ -908,6 +931,21 @@ impl World {
                     self.close_link(link, true);
                 }
             }
+            Event::Clog(length) => {
+                let up: Vec<LinkId> = self
+                    .links
+                    .iter()
+                    .filter(|(_, l)| l.up)
+                    .map(|(id, _)| *id)
+                    .collect();
+                if let Some(&link) = self.net.pick(&up) {
+                    let until = self.now + length;
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.clogged_until = l.clogged_until.max(until);
+                    }
+                    self.log(format!("clog {link} for {length} ms"));
+                }
+            }
             Event::BrokerCrash(b) => {
                 self.log(format!("{} crashes", self.brokers[b].name()));
                 self.broker_up[b] = false;
@@ -992,6 +1030,7 @@ impl World {
         queues: impl Iterator<Item = &'q rocketmq_core::protocol::MessageQueue>,
     ) -> Result<(), String> {
         let held: BTreeSet<&rocketmq_core::protocol::MessageQueue> = queues.collect();
+
         for (queue, holders) in &mut self.owners {
             if !held.contains(queue) {
                 holders.remove(&p);
@@ -1007,7 +1046,7 @@ impl World {
                 since.sort_unstable();
                 let (began, newer) = since[1];
                 self.max_overlap = self.max_overlap.max(self.now - began);
-                let limit = if self.knobs.broker_crash {
+                let limit = if self.knobs.broker_crash || self.knobs.clogs {
                     OVERLAP_LIMIT_AFTER_CRASH
                 } else {
                     OVERLAP_LIMIT
@@ -1185,7 +1224,11 @@ impl World {
                 .map(Server::Broker)
         };
         let incarnation = self.procs[p].incarnation;
-        let latency = self.net.between(1, 5);
+        let latency = if self.knobs.slow_links && self.net.chance(1, 2) {
+            self.net.between(20, 300)
+        } else {
+            self.net.between(1, 5)
+        };
         let reachable = match server {
             Some(Server::NameServer) => true,
             Some(Server::Broker(b)) => self.broker_up[b],
@@ -1213,6 +1256,7 @@ impl World {
                 latency,
                 to_server_at: self.now,
                 to_client_at: self.now,
+                clogged_until: 0,
                 decoder: FrameDecoder::new(DEFAULT_MAX_FRAME_LEN),
             },
         );
@@ -1229,7 +1273,9 @@ impl World {
         if !l.up {
             return;
         }
-        let at = (self.now + l.latency).max(l.to_server_at);
+        let at = (self.now + l.latency)
+            .max(l.to_server_at)
+            .max(l.clogged_until);
         l.to_server_at = at;
         if data.len() > 1 && self.net.chance(1, 4) {
             let cut = self.net.between(1, data.len() as u64 - 1) as usize;
@@ -1345,7 +1391,9 @@ impl World {
             if !l.up {
                 continue;
             }
-            let at = (self.now + l.latency).max(l.to_client_at);
+            let at = (self.now + l.latency)
+                .max(l.to_client_at)
+                .max(l.clogged_until);
             l.to_client_at = at;
             if cmd.is_response() {
                 if let Some(message) = self.sending_back.remove(&(link, cmd.opaque)) {
