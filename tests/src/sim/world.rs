@@ -19,7 +19,10 @@ use rocketmq_core::consumer::{ConsumeResult, ConsumerConfig, Delivery, Selector,
 use rocketmq_core::protocol::code::{RequestCode, ResponseCode};
 use rocketmq_core::protocol::command::RemotingCommand;
 use rocketmq_core::protocol::frame::{FrameDecoder, SerializeType, DEFAULT_MAX_FRAME_LEN};
-use rocketmq_core::protocol::header::{ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader};
+use rocketmq_core::protocol::header::{
+    pull_flag, ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader,
+    QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+};
 use rocketmq_core::protocol::message::Message;
 use rocketmq_core::{
     Call, CallId, Client, ClientConfig, ConnId, Input, Output, QueueSelector, Reply,
@@ -404,6 +407,14 @@ struct World {
     owners: BTreeMap<rocketmq_core::protocol::MessageQueue, BTreeMap<usize, Millis>>,
     /// The longest time two members held one queue at once.
     max_overlap: Millis,
+    /// Each member's highest commit per queue since it last asked the broker
+    /// for the queue's offset: (process, broker, topic, queue).
+    tenures: BTreeMap<(usize, usize, String, i32), i64>,
+    /// Queues whose offsets the broker moved or reset (their commits may go
+    /// back): (broker, topic, queue).
+    moved: BTreeSet<(usize, String, i32)>,
+    /// The first broken invariant seen while running.
+    violation: Option<String>,
     trace: Vec<String>,
     handled: u64,
 }
@@ -444,6 +455,9 @@ impl World {
             shutting_down: false,
             owners: BTreeMap::new(),
             max_overlap: 0,
+            tenures: BTreeMap::new(),
+            moved: BTreeSet::new(),
+            violation: None,
             trace: Vec::new(),
             handled: 0,
             knobs,
@@ -902,6 +916,11 @@ impl World {
                 if self.broker_up[b] {
                     let mut out = Vec::new();
                     let reset = self.brokers[b].reset_offsets(GROUP, TOPIC, 0, true, &mut out);
+                    if let Ok(queues) = &reset {
+                        for q in queues.keys() {
+                            self.moved.insert((b, q.topic.clone(), q.queue_id));
+                        }
+                    }
                     self.log(format!(
                         "{} resets {GROUP} to the start: {reset:?}",
                         self.brokers[b].name()
@@ -1322,17 +1341,8 @@ impl World {
                 format!("{:?}", cmd.request_code())
             };
             self.log(format!("{link} > {server:?} {what}"));
-            if let (Server::Broker(b), RequestCode::PULL_MESSAGE, false) =
-                (server, cmd.request_code(), cmd.is_response())
-            {
-                if let Ok(h) = cmd.header::<PullMessageRequestHeader>() {
-                    if h.consumer_group == GROUP {
-                        self.pulls
-                            .entry((b, h.topic, h.queue_id))
-                            .or_default()
-                            .push((self.now, proc));
-                    }
-                }
+            if let (Server::Broker(b), false) = (server, cmd.is_response()) {
+                self.watch_offsets(b, proc, &cmd);
             }
             if let (Server::Broker(b), RequestCode::CONSUMER_SEND_MSG_BACK) =
                 (server, cmd.request_code())
@@ -1378,6 +1388,67 @@ impl World {
         }
     }
 
+    /// What a member asks of a broker about its offsets: its pulls (with
+    /// their piggy-backed commits), offset writes, and offset queries (each
+    /// of which starts a new tenure of the queue). Within a tenure, a
+    /// member's committed offset never moves backwards, unless the broker
+    /// reset or moved it.
+    fn watch_offsets(&mut self, b: usize, proc: usize, cmd: &RemotingCommand) {
+        let (topic, queue, commit) = match cmd.request_code() {
+            RequestCode::PULL_MESSAGE => {
+                let Ok(h) = cmd.header::<PullMessageRequestHeader>() else {
+                    return;
+                };
+                if h.consumer_group != GROUP {
+                    return;
+                }
+                self.pulls
+                    .entry((b, h.topic.clone(), h.queue_id))
+                    .or_default()
+                    .push((self.now, proc));
+                let commit =
+                    (h.sys_flag & pull_flag::COMMIT_OFFSET != 0).then_some(h.commit_offset);
+                (h.topic, h.queue_id, commit)
+            }
+            RequestCode::UPDATE_CONSUMER_OFFSET => {
+                let Ok(h) = cmd.header::<UpdateConsumerOffsetRequestHeader>() else {
+                    return;
+                };
+                if h.consumer_group != GROUP {
+                    return;
+                }
+                (h.topic, h.queue_id, Some(h.commit_offset))
+            }
+            RequestCode::QUERY_CONSUMER_OFFSET => {
+                if let Ok(h) = cmd.header::<QueryConsumerOffsetRequestHeader>() {
+                    self.tenures.remove(&(proc, b, h.topic, h.queue_id));
+                }
+                return;
+            }
+            _ => return,
+        };
+        let Some(commit) = commit else {
+            return;
+        };
+        let key = (proc, b, topic, queue);
+        let last = self.tenures.entry(key.clone()).or_insert(commit);
+        if commit < *last
+            && !self.moved.contains(&(b, key.2.clone(), key.3))
+            && self.violation.is_none()
+        {
+            self.violation = Some(format!(
+                "{} committed {}#{} on {} back from {} to {commit} at {} ms within one tenure",
+                self.procs[proc].name,
+                key.2,
+                key.3,
+                self.brokers[b].name(),
+                *last,
+                self.now
+            ));
+        }
+        *last = (*last).max(commit);
+    }
+
     /// Server answers and requests, each on its link, in order.
     fn server_out(&mut self, out: Vec<(LinkId, RemotingCommand)>) {
         for (link, cmd) in out {
@@ -1395,6 +1466,15 @@ impl World {
                 .max(l.to_client_at)
                 .max(l.clogged_until);
             l.to_client_at = at;
+            if cmd.is_response() && cmd.response_code() == ResponseCode::PULL_OFFSET_MOVED {
+                // The broker moved one of this member's offsets there: its
+                // commits on that broker start over.
+                if let Server::Broker(b) = l.server {
+                    let proc = l.proc;
+                    self.tenures
+                        .retain(|(p, tb, _, _), _| !(*p == proc && *tb == b));
+                }
+            }
             if cmd.is_response() {
                 if let Some(message) = self.sending_back.remove(&(link, cmd.opaque)) {
                     if cmd.response_code() == ResponseCode::SUCCESS {
@@ -1526,6 +1606,9 @@ impl World {
     /// The checks at the end of a run (the safety ones over its whole
     /// history).
     fn check(&mut self) -> Result<(), String> {
+        if let Some(v) = &self.violation {
+            return Err(v.clone());
+        }
         // Every acknowledged send is stored.
         let stored = self.stored_indexes();
         if let Some((i, _)) = self.acked.iter().find(|(i, _)| !stored.contains(i)) {
