@@ -616,8 +616,9 @@ impl World {
             };
             if next > CALM_AFTER + DRAIN_WITHIN {
                 return Err(format!(
-                    "the backlog did not drain within {} s of calm",
-                    DRAIN_WITHIN / 1000
+                    "the backlog did not drain within {} s of calm: {}",
+                    DRAIN_WITHIN / 1000,
+                    self.undrained()
                 ));
             }
             if next == self.now {
@@ -729,6 +730,30 @@ impl World {
             .into_iter()
             .find(|(t, _)| t == TOPIC)
             .map_or(0, |(_, n)| n as i32)
+    }
+
+    /// What is left undone, for a run that did not drain: the stored
+    /// messages neither consumed nor dead, and what broadcasting members
+    /// missed.
+    fn undrained(&self) -> String {
+        let stored = self.stored_indexes();
+        let consumed = self.consumed_indexes();
+        let dead = self.dead_indexes();
+        let left: Vec<usize> = stored
+            .iter()
+            .filter(|i| !consumed.contains(i) && !dead.contains(i))
+            .copied()
+            .collect();
+        let mut text = format!(
+            "{} of {} stored messages neither consumed nor dead, e.g. {:?}",
+            left.len(),
+            stored.len(),
+            &left[..left.len().min(10)]
+        );
+        if let Some((member, i)) = self.unseen_by_broadcasters(&stored) {
+            let _ = write!(text, "; broadcasting member {member} never got {i}");
+        }
+        text
     }
 
     fn next_instant(&self) -> Option<Millis> {
@@ -1191,6 +1216,17 @@ impl World {
                                     self.procs[p].name, q.cached_count, self.knobs.queue_cache
                                 ));
                             }
+                        }
+                        // The consumer's own totals are its queues' sums: a
+                        // dropped queue's cache is released, not leaked.
+                        let (count, bytes) = stats.queues.iter().fold((0, 0), |(c, b), (_, q)| {
+                            (c + q.cached_count, b + q.cached_bytes)
+                        });
+                        if (count, bytes) != (stats.cached_count, stats.cached_bytes) {
+                            return Err(format!(
+                                "{} counts {} cached messages ({} bytes) while its queues hold {count} ({bytes} bytes)",
+                                self.procs[p].name, stats.cached_count, stats.cached_bytes
+                            ));
                         }
                     }
                     (Some(CallKind::Shutdown), result) => {
