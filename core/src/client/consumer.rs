@@ -82,6 +82,8 @@ pub(super) struct Consumers {
     groups: BTreeMap<String, Consumer>,
     next_ticket: u64,
     next_generation: u64,
+    /// Turns of the brokers asked for a group's members.
+    list_turn: usize,
     /// Which consumer each listener call belongs to (by the group's shared
     /// name: a call costs no copy of it).
     tickets: HashMap<Ticket, (Arc<str>, TicketInfo), BuildTicketHasher>,
@@ -1009,7 +1011,11 @@ impl Client {
         if addrs.is_empty() {
             return;
         }
-        let pick = self.consumers.next_ticket as usize % addrs.len();
+        // Each ask goes to the next broker of the route, so that one that is
+        // down or cut off does not keep every rebalance of the topic failing
+        // (Java picks one at random each time).
+        self.consumers.list_turn = self.consumers.list_turn.wrapping_add(1);
+        let pick = self.consumers.list_turn % addrs.len();
         let Some(addr) = addrs.get(pick).map(|a| (*a).to_owned()) else {
             return;
         };
