@@ -1322,22 +1322,39 @@ impl World {
 
     /// Bytes from a client to its server, in order, sometimes split in two.
     fn transmit_to_server(&mut self, link: LinkId, data: Bytes) {
+        self.carry(link, true, data);
+    }
+
+    /// Puts bytes on a link, toward its server or its client: they arrive
+    /// after the link's latency, after what went before them the same way,
+    /// and not before a clog clears; now and then split in two.
+    fn carry(&mut self, link: LinkId, to_server: bool, data: Bytes) {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         if !l.up {
             return;
         }
-        let at = (self.now + l.latency)
-            .max(l.to_server_at)
-            .max(l.clogged_until);
-        l.to_server_at = at;
+        let last = if to_server {
+            &mut l.to_server_at
+        } else {
+            &mut l.to_client_at
+        };
+        let at = (self.now + l.latency).max(*last).max(l.clogged_until);
+        *last = at;
+        let event = |data: Bytes| {
+            if to_server {
+                Event::ToServer(link, data)
+            } else {
+                Event::ToClient(link, BytesMut::from(&data[..]))
+            }
+        };
         if data.len() > 1 && self.net.chance(1, 4) {
             let cut = self.net.between(1, data.len() as u64 - 1) as usize;
-            self.schedule(at, Event::ToServer(link, data.slice(..cut)));
-            self.schedule(at, Event::ToServer(link, data.slice(cut..)));
+            self.schedule(at, event(data.slice(..cut)));
+            self.schedule(at, event(data.slice(cut..)));
         } else {
-            self.schedule(at, Event::ToServer(link, data));
+            self.schedule(at, event(data));
         }
     }
 
@@ -1492,16 +1509,9 @@ impl World {
                 self.log(format!("{link} < cannot encode {:?}", cmd.request_code()));
                 continue;
             };
-            let Some(l) = self.links.get_mut(&link) else {
+            let Some(l) = self.links.get(&link).filter(|l| l.up) else {
                 continue;
             };
-            if !l.up {
-                continue;
-            }
-            let at = (self.now + l.latency)
-                .max(l.to_client_at)
-                .max(l.clogged_until);
-            l.to_client_at = at;
             if cmd.is_response() && cmd.response_code() == ResponseCode::PULL_OFFSET_MOVED {
                 // The broker moved one of this member's offsets there: its
                 // commits on that broker start over.
@@ -1524,13 +1534,7 @@ impl World {
                 format!("request {:?}", cmd.request_code())
             };
             self.log(format!("{link} < {what}"));
-            if frame.len() > 1 && self.net.chance(1, 4) {
-                let cut = self.net.between(1, frame.len() as u64 - 1) as usize;
-                self.schedule(at, Event::ToClient(link, BytesMut::from(&frame[..cut])));
-                self.schedule(at, Event::ToClient(link, BytesMut::from(&frame[cut..])));
-            } else {
-                self.schedule(at, Event::ToClient(link, BytesMut::from(&frame[..])));
-            }
+            self.carry(link, false, frame);
         }
     }
 
