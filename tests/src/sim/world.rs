@@ -901,10 +901,7 @@ impl World {
                     message,
                     selector: QueueSelector::RoundRobin,
                 };
-                if let Some(client) = self.procs[p].client.as_mut() {
-                    let id = client.call(now, call, None);
-                    self.procs[p].calls.insert(id, CallKind::Send(index));
-                }
+                self.call(p, call, CallKind::Send(index));
                 self.log(format!("producer sends {index}"));
             }
             Event::StartConsumer(p) => {
@@ -929,10 +926,7 @@ impl World {
                     config: Box::new(config),
                     subscriptions: vec![(TOPIC.to_owned(), Selector::tag("*"))],
                 };
-                if let Some(client) = self.procs[p].client.as_mut() {
-                    let id = client.call(now, call, None);
-                    self.procs[p].calls.insert(id, CallKind::Start);
-                }
+                self.call(p, call, CallKind::Start);
                 let line = format!("{} starts", self.procs[p].name);
                 self.log(line);
             }
@@ -1010,22 +1004,12 @@ impl World {
             }
             Event::Probe => {
                 for p in 0..self.procs.len() {
-                    let proc = &mut self.procs[p];
-                    let Some(group) = proc.role.group() else {
+                    let Some(group) = self.procs[p].role.group() else {
                         continue;
                     };
-                    if proc.stopping {
-                        continue;
-                    }
-                    if let Some(client) = proc.client.as_mut() {
-                        let id = client.call(
-                            now,
-                            Call::ConsumerStats {
-                                group: group.to_owned(),
-                            },
-                            None,
-                        );
-                        proc.calls.insert(id, CallKind::Stats);
+                    if !self.procs[p].stopping {
+                        let group = group.to_owned();
+                        self.call(p, Call::ConsumerStats { group }, CallKind::Stats);
                     }
                 }
             }
@@ -1041,28 +1025,29 @@ impl World {
         Ok(())
     }
 
-    fn shutdown(&mut self, p: usize) {
+    /// Starts a call on process `p`'s core (if it runs), remembering what
+    /// its reply is for.
+    fn call(&mut self, p: usize, call: Call, kind: CallKind) {
         let now = self.instant(self.now);
         let proc = &mut self.procs[p];
-        if proc.stopping {
+        if let Some(client) = proc.client.as_mut() {
+            let id = client.call(now, call, None);
+            proc.calls.insert(id, kind);
+        }
+    }
+
+    fn shutdown(&mut self, p: usize) {
+        let proc = &mut self.procs[p];
+        if proc.stopping || proc.client.is_none() {
             return;
         }
-        let Some(client) = proc.client.as_mut() else {
-            return;
-        };
         let Some(group) = proc.role.group() else {
             return;
         };
         proc.stopping = true;
-        let id = client.call(
-            now,
-            Call::ShutdownConsumer {
-                group: group.to_owned(),
-            },
-            None,
-        );
-        proc.calls.insert(id, CallKind::Shutdown);
-        let line = format!("{} shuts down", proc.name);
+        let group = group.to_owned();
+        self.call(p, Call::ShutdownConsumer { group }, CallKind::Shutdown);
+        let line = format!("{} shuts down", self.procs[p].name);
         self.log(line);
     }
 
