@@ -24,7 +24,9 @@ use core::net::{IpAddr, Ipv4Addr};
 use tracing::{debug, trace, warn};
 
 use crate::connection::{ConnId, Connections, Route};
-use crate::consumer::{ConsumeResult, ConsumerConfig, ConsumerStats, Delivery, Selector, Ticket};
+use crate::consumer::{
+    ConsumeResult, ConsumerConfig, ConsumerStats, Delivery, OrderlyResult, Selector, Ticket,
+};
 use crate::error::ClientError;
 use crate::producer::{self, retryable, QueueSelector, Selection};
 use crate::protocol::body::{HeartbeatData, ProducerData, TopicRouteData};
@@ -196,7 +198,9 @@ pub enum Call {
         group: String,
     },
     /// Start a push consumer with its first subscriptions. Its messages come out
-    /// as [`Output::Deliver`]; answer each with [`Input::Consumed`].
+    /// as [`Output::Deliver`]; answer each with [`Input::Consumed`] (or
+    /// [`Input::ConsumedOrderly`] for an orderly consumer; either is accepted
+    /// from either kind, mapped as [`Verdict`](crate::consumer::Verdict) says).
     StartConsumer {
         /// Its settings (checked first; a bad one fails the call).
         config: Box<ConsumerConfig>,
@@ -417,6 +421,13 @@ pub enum Input {
         /// What the listener made of the messages.
         result: ConsumeResult,
     },
+    /// An orderly listener call from [`Output::Deliver`] finished.
+    ConsumedOrderly {
+        /// The delivery's ticket.
+        ticket: Ticket,
+        /// What the listener made of the messages.
+        result: OrderlyResult,
+    },
 }
 
 /// Something the adapter must do, from [`Client::poll_output`].
@@ -448,7 +459,8 @@ pub enum Output {
         result: Result<Reply, ClientError>,
     },
     /// Run the consumer's listener on these messages, then report
-    /// [`Input::Consumed`] with the ticket.
+    /// [`Input::Consumed`] (an orderly consumer's: [`Input::ConsumedOrderly`])
+    /// with the ticket.
     Deliver(Delivery),
     /// Read this file (a broadcasting consumer's offsets; a leading `~/` is the
     /// user's home) and report [`Input::Loaded`].
@@ -758,7 +770,10 @@ impl Client {
                 }
             }
             Input::Timeout => self.expire(now),
-            Input::Consumed { ticket, result } => self.on_consumed(now, ticket, result),
+            Input::Consumed { ticket, result } => self.on_consumed(now, ticket, result.into()),
+            Input::ConsumedOrderly { ticket, result } => {
+                self.on_consumed(now, ticket, result.into())
+            }
             Input::Loaded { path, result } => self.on_loaded(now, &path, result),
             Input::Persisted { path, result } => self.on_persisted(&path, result),
         }
@@ -1756,8 +1771,9 @@ fn on_pull(cmd: &RemotingCommand, decode: &DecodeOptions) -> Result<Reply, Clien
 
 mod consumer;
 pub use consumer::{
-    retry_topic, DLQ_PREFIX, LOCAL_RETRY_DELAY, PULL_RETRY_DELAY, PULL_SUSPEND, PULL_TIMEOUT,
-    REBALANCE_INTERVAL, REBALANCE_RETRY, RETRY_PREFIX, ROUTE_RETRY,
+    retry_topic, DLQ_PREFIX, LOCAL_RETRY_DELAY, LOCK_INTERVAL, LOCK_LIFETIME, LOCK_RETRY,
+    PULL_RETRY_DELAY, PULL_SUSPEND, PULL_TIMEOUT, REBALANCE_INTERVAL, REBALANCE_RETRY,
+    RETRY_PREFIX, ROUTE_RETRY,
 };
 use consumer::{ConsumerOp, Consumers};
 
@@ -1766,6 +1782,9 @@ mod tests;
 
 #[cfg(test)]
 mod consumer_tests;
+
+#[cfg(test)]
+mod orderly_tests;
 
 #[cfg(test)]
 mod consumer_props;

@@ -21,7 +21,7 @@ use crate::consumer::local_store;
 use crate::consumer::subscription::{tag_matches, Selector, SubscribeError};
 use crate::consumer::{
     ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerConfig, ConsumerError, ConsumerStats,
-    Delivery, MessageModel, ProcessQueue, Subscriptions, Ticket,
+    Delivery, MessageModel, ProcessQueue, Subscriptions, Ticket, Verdict,
 };
 use crate::error::ClientError;
 use crate::protocol::body::{
@@ -45,6 +45,10 @@ use crate::protocol::header::{
 use crate::protocol::message::{property, MessageExt};
 use crate::protocol::MessageQueue;
 use crate::CallId;
+
+mod orderly;
+
+pub use orderly::{LOCK_INTERVAL, LOCK_LIFETIME, LOCK_RETRY};
 
 /// Java's `MixAll.RETRY_GROUP_TOPIC_PREFIX`.
 pub const RETRY_PREFIX: &str = "%RETRY%";
@@ -178,6 +182,21 @@ pub(super) enum ConsumerOp {
     },
     /// The group unregistered at shutdown.
     Unregister,
+    /// Orderly: queues of one broker locked (or their locks renewed); `sent`
+    /// is when the request left, from which a won lock counts.
+    Lock {
+        broker: String,
+        queues: Vec<MessageQueue>,
+        sent: Instant,
+    },
+    /// Orderly: a released queue's offset written; its unlock follows.
+    Release {
+        queue: MessageQueue,
+    },
+    /// Orderly: queues unlocked; `last` for the unlocks of a shutdown.
+    Unlock {
+        last: bool,
+    },
     /// A broker's answer to a start's subscription check.
     CheckClient {
         topic: String,
@@ -242,6 +261,11 @@ struct Consumer {
     shutdown: Option<Shutdown>,
     /// Broadcasting: the local offset file.
     local: Option<Local>,
+    /// Orderly clustering: the next round that locks (renews) every queue.
+    lock_at: Instant,
+    /// Orderly clustering: when to try again to lock the queues without a
+    /// lock, while any is waiting for one.
+    lock_retry_at: Option<Instant>,
 }
 
 /// A broadcasting consumer's offset file and the one write allowed out at a time.
@@ -284,10 +308,30 @@ struct Slot {
     /// `None` while the start offset is looked up.
     pq: Option<ProcessQueue>,
     pull: PullState,
+    /// When it was assigned.
+    assigned: Instant,
+    /// Orderly clustering: when the request that last won or renewed the
+    /// queue's broker lock was sent; the lock is live for [`LOCK_LIFETIME`]
+    /// from then. `None`: not locked.
+    lock: Option<Instant>,
+    /// When the lock held now was won (kept through renewals).
+    lock_won: Option<Instant>,
+    /// Orderly: no batch is handed out before this (the listener suspended
+    /// the queue).
+    suspended_until: Option<Instant>,
+    /// Orderly clustering: the queue is no longer ours and is being released
+    /// (the batch out finishes, the offset is written, then the lock goes);
+    /// done by this deadline at the latest.
+    release: Option<Instant>,
+    /// Orderly: the ticket of the batch out, if one is.
+    batch: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PullState {
+    /// Orderly clustering: waiting for the broker lock, before the start
+    /// offset is looked up (a lock won means the previous owner wrote it).
+    Locking,
     /// Waiting for the start offset.
     Starting,
     /// A pull is on the wire.
@@ -515,6 +559,9 @@ impl Client {
         for c in self.consumers.groups.values() {
             if let Some(s) = &c.shutdown {
                 see(s.deadline);
+                if s.finishing.is_none() && c.locks() {
+                    see(c.lock_at);
+                }
                 continue;
             }
             if c.check.is_none() {
@@ -527,8 +574,20 @@ impl Client {
                 see(t);
             }
             see(c.persist_at);
+            if c.locks() {
+                see(c.lock_at);
+                if let Some(t) = c.lock_retry_at {
+                    see(t);
+                }
+            }
             for slot in c.queues.values() {
                 if let PullState::At(t) = slot.pull {
+                    see(t);
+                }
+                if let Some(t) = slot.suspended_until {
+                    see(t);
+                }
+                if let Some(t) = slot.release {
                     see(t);
                 }
                 if let Some(t) = slot.pq.as_ref().and_then(ProcessQueue::next_retry) {
@@ -608,6 +667,8 @@ impl Client {
                 stats: ConsumerStats::default(),
                 shutdown: None,
                 local,
+                lock_at: now + LOCK_INTERVAL,
+                lock_retry_at: None,
             },
         );
         self.heartbeat_at = Some(now);
@@ -851,7 +912,12 @@ impl Client {
         stats.queues = c
             .queues
             .iter()
-            .filter_map(|(q, s)| s.pq.as_ref().map(|pq| (q.clone(), pq.stats())))
+            .filter_map(|(q, s)| {
+                let mut stats = s.pq.as_ref()?.stats();
+                stats.locked = s.lock_live(self.last_now);
+                stats.lock_won = s.lock_won;
+                Some((q.clone(), stats))
+            })
             .collect();
         stats.cached_count = c.cached_count;
         stats.cached_bytes = c.cached_bytes;
@@ -879,6 +945,9 @@ impl Client {
             if let Some(s) = &c.shutdown {
                 if s.deadline <= now {
                     self.finish_shutdown(now, &group, true);
+                } else if s.finishing.is_none() {
+                    // Calls still running keep their queues locked.
+                    self.lock_rounds(now, &group);
                 }
                 continue;
             }
@@ -913,6 +982,7 @@ impl Client {
                 c.persist_at = now + c.config.persist_interval;
                 self.persist_offsets(now, &group, false);
             }
+            self.orderly_timers(now, &group);
             let Some(c) = self.consumers.groups.get_mut(&group) else {
                 continue;
             };
@@ -1129,6 +1199,22 @@ impl Client {
             .filter(|q| !c.queues.contains_key(*q))
             .cloned()
             .collect();
+        // Orderly: a queue being released that is ours again is kept.
+        let kept: Vec<MessageQueue> = mine
+            .iter()
+            .filter(|q| c.queues.get(*q).is_some_and(|s| s.release.is_some()))
+            .cloned()
+            .collect();
+        for q in kept {
+            self.keep_released(now, group, &q);
+        }
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return;
+        };
+        let gone: Vec<MessageQueue> = gone
+            .into_iter()
+            .filter(|q| c.queues.get(q).is_some_and(|s| s.release.is_none()))
+            .collect();
         if gone.is_empty() && new.is_empty() {
             return;
         }
@@ -1137,7 +1223,12 @@ impl Client {
         for q in &gone {
             self.drop_queue(now, group, q);
         }
-        for q in new {
+        let locks = self
+            .consumers
+            .groups
+            .get(group)
+            .is_some_and(Consumer::locks);
+        for q in &new {
             self.consumers.next_generation += 1;
             let generation = self.consumers.next_generation;
             let Some(c) = self.consumers.groups.get_mut(group) else {
@@ -1150,10 +1241,27 @@ impl Client {
                     generation,
                     in_ready: false,
                     pq: None,
-                    pull: PullState::Starting,
+                    pull: if locks {
+                        PullState::Locking
+                    } else {
+                        PullState::Starting
+                    },
+                    assigned: now,
+                    lock: None,
+                    lock_won: None,
+                    suspended_until: None,
+                    release: None,
+                    batch: None,
                 },
             );
-            self.query_offset(now, group, q, generation);
+            if !locks {
+                self.query_offset(now, group, q.clone(), generation);
+            }
+        }
+        if locks {
+            // At once, not at the next lock round: a queue is processed as
+            // soon as its lock is won.
+            self.lock_queues(now, group, new);
         }
         self.heartbeat_at = Some(now);
     }
@@ -1162,6 +1270,9 @@ impl Client {
     /// released, and listener calls still running on it are forgotten (the new
     /// owner delivers their messages again).
     fn drop_queue(&mut self, now: Instant, group: &str, queue: &MessageQueue) {
+        if self.begin_release(now, group, queue) {
+            return;
+        }
         let Some(c) = self.consumers.groups.get_mut(group) else {
             return;
         };
@@ -1481,7 +1592,7 @@ impl Client {
         };
         let Some(pq) = &slot.pq else {
             // No offset yet (a retried offset query comes through here).
-            if slot.pull != PullState::Starting {
+            if !matches!(slot.pull, PullState::Starting | PullState::Locking) {
                 slot.pull = PullState::Starting;
                 let generation = slot.generation;
                 self.query_offset(now, group, queue.clone(), generation);
@@ -1491,7 +1602,7 @@ impl Client {
         if slot.pull == PullState::InFlight {
             return;
         }
-        if stopped {
+        if stopped || slot.release.is_some() {
             slot.pull = PullState::Stopped;
             return;
         }
@@ -1743,6 +1854,8 @@ impl Client {
         if c.shutdown.is_some() {
             return;
         }
+        let orderly = c.config.orderly;
+        let locks = c.locks();
         while c.in_flight < c.config.consume_concurrency + c.config.dispatch_ahead {
             let Some(queue) = c.ready.pop_front() else {
                 break;
@@ -1751,13 +1864,20 @@ impl Client {
                 continue;
             };
             slot.in_ready = false;
+            if orderly && !slot.may_hand_out(now, locks) {
+                // Listed again when what holds it back ends.
+                continue;
+            }
             let Some(pq) = &mut slot.pq else {
                 continue;
             };
             self.consumers.next_ticket += 1;
             let ticket = Ticket(self.consumers.next_ticket);
             let messages = pq.take_ready(c.config.consume_batch_size, ticket.0);
-            if pq.has_ready() {
+            if orderly {
+                // One batch at a time: listed again when it is done.
+                slot.batch = Some(ticket.0);
+            } else if pq.has_ready() {
                 slot.in_ready = true;
                 c.ready.push_back(queue.clone());
             }
@@ -1794,7 +1914,7 @@ impl Client {
     }
 
     /// A listener call finished.
-    pub(super) fn on_consumed(&mut self, now: Instant, ticket: Ticket, result: ConsumeResult) {
+    pub(super) fn on_consumed(&mut self, now: Instant, ticket: Ticket, verdict: Verdict) {
         let Some((group, info)) = self.consumers.tickets.remove(&ticket) else {
             return;
         };
@@ -1802,6 +1922,10 @@ impl Client {
             return;
         };
         c.in_flight = c.in_flight.saturating_sub(1);
+        if c.config.orderly {
+            return self.on_orderly_consumed(now, ticket, &group, info, verdict.orderly());
+        }
+        let result = verdict.concurrent();
         let max_reconsume = c.max_reconsume_times();
         let clustering = c.config.message_model == MessageModel::Clustering;
         let mut backs = Vec::new();
@@ -1846,20 +1970,26 @@ impl Client {
                 max_reconsume,
             );
         }
-        self.update_committed(&group, &info.queue);
-        let Some(c) = self.consumers.groups.get(&*group) else {
+        self.completed(now, &group, &info.queue);
+    }
+
+    /// After a listener call on `queue` finished: the committed offset, room
+    /// in the cache, the next deliveries, a shutdown's drain.
+    fn completed(&mut self, now: Instant, group: &str, queue: &MessageQueue) {
+        self.update_committed(group, queue);
+        let Some(c) = self.consumers.groups.get(group) else {
             return;
         };
         let global_held = c.room_after.is_some_and(|(count, bytes, queues)| {
             queues == c.queues.len() && (c.freed.0 < count || c.freed.1 < bytes)
         });
         if global_held {
-            self.own_room_freed(now, &group, &info.queue);
+            self.own_room_freed(now, group, queue);
         } else {
-            self.room_freed(now, &group);
+            self.room_freed(now, group);
         }
-        self.dispatch_deliveries(now, &group);
-        self.check_drained(now, &group);
+        self.dispatch_deliveries(now, group);
+        self.check_drained(now, group);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1950,7 +2080,9 @@ impl Client {
             }
         }
         self.update_committed(group, &queue);
+        self.orderly_settled(now, group, &queue);
         self.room_freed(now, group);
+        self.dispatch_deliveries(now, group);
         self.check_drained(now, group);
     }
 
@@ -2073,6 +2205,24 @@ impl Client {
         offset: i64,
         last: bool,
     ) -> bool {
+        let op = ConsumerOp::OffsetUpdate {
+            queue: queue.clone(),
+            offset,
+            last,
+        };
+        self.write_offset(now, group, queue, offset, op)
+    }
+
+    /// Sends UPDATE_CONSUMER_OFFSET; `op` says what the answer is for. False
+    /// if the queue's broker is not known.
+    fn write_offset(
+        &mut self,
+        now: Instant,
+        group: &str,
+        queue: &MessageQueue,
+        offset: i64,
+        op: ConsumerOp,
+    ) -> bool {
         let Some(addr) = self.broker_of(queue) else {
             return false;
         };
@@ -2086,18 +2236,7 @@ impl Client {
             },
         );
         let timeout = self.config.request_timeout;
-        self.consumer_request(
-            now,
-            group,
-            &addr,
-            request,
-            ConsumerOp::OffsetUpdate {
-                queue: queue.clone(),
-                offset,
-                last,
-            },
-            timeout,
-        );
+        self.consumer_request(now, group, &addr, request, op, timeout);
         true
     }
 
@@ -2233,7 +2372,9 @@ impl Client {
     }
 
     fn unregister_consumer(&mut self, now: Instant, group: &str) {
-        let out = self.send_unregisters(now, group);
+        // Orderly: the offsets are written; the locks go with the member.
+        let unlocks = self.unlock_all(now, group);
+        let out = unlocks + self.send_unregisters(now, group);
         if let Some(s) = self
             .consumers
             .groups
@@ -2344,6 +2485,20 @@ impl Client {
                 }
                 self.finishing_answered(&group);
             }
+            ConsumerOp::Lock {
+                broker,
+                queues,
+                sent,
+            } => self.on_locked(now, &group, broker, queues, sent, answer),
+            ConsumerOp::Release { queue } => self.on_released(now, &group, queue, answer),
+            ConsumerOp::Unlock { last } => {
+                if let Err(e) = &answer {
+                    debug!(%group, error = %e, "unlock failed");
+                }
+                if last {
+                    self.finishing_answered(&group);
+                }
+            }
         }
     }
 
@@ -2430,7 +2585,7 @@ impl Client {
         let wall = |t: Option<Instant>| t.map_or(0, |t| self.wall_ms(t));
         let mut properties: BTreeMap<String, String> = [
             (PROP_CONSUME_TYPE, "CONSUME_PASSIVELY".to_owned()),
-            (PROP_CONSUME_ORDERLY, "false".to_owned()),
+            (PROP_CONSUME_ORDERLY, cfg.orderly.to_string()),
             (PROP_CONSUMER_START_TIMESTAMP, c.started_ms.to_string()),
             (
                 PROP_NAMESERVER_ADDR,
@@ -2503,6 +2658,8 @@ impl Client {
                         .unwrap_or(i32::MAX),
                     last_pull_timestamp: wall(stats.last_pull),
                     last_consume_timestamp: wall(stats.last_consume),
+                    locked: slot.lock_live(self.last_now),
+                    last_lock_timestamp: wall(slot.lock),
                     ..ProcessQueueInfo::default()
                 };
                 Some((q.clone(), info))

@@ -30,14 +30,14 @@ fn stored(queue_id: i32, offset: i64, tag: &str) -> MessageExt {
     }
 }
 
-fn transmits(out: &[Output]) -> Vec<(ConnId, RemotingCommand)> {
+pub(super) fn transmits(out: &[Output]) -> Vec<(ConnId, RemotingCommand)> {
     out.iter()
         .filter(|o| matches!(o, Output::Transmit { .. }))
         .map(request_of)
         .collect()
 }
 
-fn deliveries(out: &[Output]) -> Vec<&crate::consumer::Delivery> {
+pub(super) fn deliveries(out: &[Output]) -> Vec<&crate::consumer::Delivery> {
     out.iter()
         .filter_map(|o| match o {
             Output::Deliver(d) => Some(d),
@@ -67,6 +67,28 @@ fn started_with(
     config: ConsumerConfig,
     answer: impl Fn(i32) -> RemotingCommand,
 ) -> (Harness, ConnId, Vec<(ConnId, RemotingCommand)>) {
+    let (mut h, broker, out) = assigned(config);
+    // One offset query per queue; every queue of "T" is ours.
+    // (A heartbeat follows any change of assignment, as Java's.)
+    let queries: Vec<_> = transmits(&out)
+        .into_iter()
+        .filter(|(_, r)| r.request_code() == RequestCode::QUERY_CONSUMER_OFFSET)
+        .collect();
+    assert_eq!(queries.len(), 4);
+    let mut sent = Vec::new();
+    for (_, q) in &queries {
+        assert_eq!(q.request_code(), RequestCode::QUERY_CONSUMER_OFFSET);
+        let header: QueryConsumerOffsetRequestHeader = q.header().unwrap();
+        assert_eq!(header.consumer_group, "G");
+        sent.extend(transmits(&h.respond(broker, answer(q.opaque))));
+    }
+    (h, broker, sent)
+}
+
+/// A consumer of group "G" on topic "T" (tags `a || b`), started, notified,
+/// and told it is the group's only member: the harness, the broker
+/// connection, and what the client did on that answer.
+pub(super) fn assigned(config: ConsumerConfig) -> (Harness, ConnId, Vec<Output>) {
     let mut h = Harness::new();
     let start = h.client.call(
         h.now,
@@ -142,21 +164,7 @@ fn started_with(
         consumer_id_list: vec![h.client.client_id().to_owned()],
     };
     let out = h.respond(broker, ok(list.opaque).with_body(ids.encode()));
-    // One offset query per queue; every queue of "T" is ours.
-    // (A heartbeat follows any change of assignment, as Java's.)
-    let queries: Vec<_> = transmits(&out)
-        .into_iter()
-        .filter(|(_, r)| r.request_code() == RequestCode::QUERY_CONSUMER_OFFSET)
-        .collect();
-    assert_eq!(queries.len(), 4);
-    let mut sent = Vec::new();
-    for (_, q) in &queries {
-        assert_eq!(q.request_code(), RequestCode::QUERY_CONSUMER_OFFSET);
-        let header: QueryConsumerOffsetRequestHeader = q.header().unwrap();
-        assert_eq!(header.consumer_group, "G");
-        sent.extend(transmits(&h.respond(broker, answer(q.opaque))));
-    }
-    (h, broker, sent)
+    (h, broker, out)
 }
 
 #[test]
@@ -328,7 +336,7 @@ fn a_consumer_rebalances_pulls_delivers_retries_and_commits() {
 }
 
 /// The pull of `queue_id` among `out`, if any.
-fn pull_of(out: &[Output], queue_id: i32) -> Option<(ConnId, RemotingCommand)> {
+pub(super) fn pull_of(out: &[Output], queue_id: i32) -> Option<(ConnId, RemotingCommand)> {
     transmits(out).into_iter().find(|(_, r)| {
         r.request_code() == RequestCode::PULL_MESSAGE
             && r.header::<PullMessageRequestHeader>().unwrap().queue_id == queue_id
@@ -340,7 +348,7 @@ fn finish(h: &mut Harness, ticket: Ticket, result: ConsumeResult) -> Vec<Output>
     h.input(Input::Consumed { ticket, result })
 }
 
-fn found(opaque: i32, queue_id: i32, offsets: std::ops::Range<i64>) -> RemotingCommand {
+pub(super) fn found(opaque: i32, queue_id: i32, offsets: std::ops::Range<i64>) -> RemotingCommand {
     let mut body = BytesMut::new();
     for offset in offsets.clone() {
         encode_stored(&stored(queue_id, offset, "a"), &mut body).unwrap();

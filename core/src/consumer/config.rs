@@ -55,8 +55,19 @@ pub struct ConsumerConfig {
     pub consume_from: ConsumeFrom,
     /// How clustering consumers share queues (default AVG, Java's).
     pub allocate: AllocateStrategy,
-    /// Deliveries of a failing message before it goes to the group's DLQ (16).
+    /// Deliveries of a failing message before it goes to the group's DLQ.
+    /// -1, Java's default, means 16 for a concurrent consumer and no limit for
+    /// an orderly one (its queue waits for the message however long it takes).
     pub max_reconsume_times: i32,
+    /// Orderly consumption (Java's `MessageListenerOrderly`): each queue is
+    /// locked on its broker before its messages are processed, and handed out
+    /// one batch at a time in offset order. The adapters' `start_orderly` sets
+    /// it.
+    pub orderly: bool,
+    /// Orderly: how long a queue waits after its listener asked to suspend it
+    /// without saying for how long (Java's `suspendCurrentQueueTimeMillis`,
+    /// 1 s).
+    pub suspend_time: Duration,
     /// Listener calls running at once (Java's consume thread count, 20).
     pub consume_concurrency: usize,
     /// Listener calls handed to the adapter beyond `consume_concurrency`, to
@@ -104,7 +115,9 @@ impl ConsumerConfig {
             message_model: MessageModel::Clustering,
             consume_from: ConsumeFrom::LastOffset,
             allocate: AllocateStrategy::default(),
-            max_reconsume_times: 16,
+            max_reconsume_times: -1,
+            orderly: false,
+            suspend_time: Duration::from_secs(1),
             consume_concurrency: 20,
             dispatch_ahead: 0,
             consume_timeout: Duration::from_secs(15 * 60),
@@ -196,6 +209,7 @@ impl ConsumerConfig {
         millis("consume_timeout", self.consume_timeout, 1, 24 * 3_600_000)?;
         millis("persist_interval", self.persist_interval, 100, 3_600_000)?;
         millis("shutdown_timeout", self.shutdown_timeout, 0, 3_600_000)?;
+        millis("suspend_time", self.suspend_time, 10, 30_000)?;
         if let ConsumeFrom::Timestamp(ms) = self.consume_from {
             if ms < 0 {
                 return Err(ConfigError::new(
@@ -302,6 +316,7 @@ impl ConsumerConfig {
             "global_cache_bytes" => self.global_cache_bytes = parse("global_cache_bytes", value)?,
             "max_span" => self.max_span = parse("max_span", value)?,
             "shutdown_timeout" => self.shutdown_timeout = ms("shutdown_timeout")?,
+            "suspend_time" => self.suspend_time = ms("suspend_time")?,
             other => {
                 return Err(ConfigError::new(
                     "ROCKETMQ_CONSUMER_*",
@@ -337,6 +352,11 @@ mod tests {
         assert_eq!(bad(|c| c.queue_cache_count = 0), "queue_cache_count");
         assert_eq!(bad(|c| c.global_cache_bytes = 0), "global_cache_bytes");
         assert_eq!(bad(|c| c.max_span = 0), "max_span");
+        assert_eq!(bad(|c| c.max_reconsume_times = -2), "max_reconsume_times");
+        assert_eq!(
+            bad(|c| c.suspend_time = Duration::from_secs(31)),
+            "suspend_time"
+        );
         assert_eq!(
             bad(|c| c.persist_interval = Duration::from_millis(1)),
             "persist_interval"

@@ -9,7 +9,7 @@ pub mod process_queue;
 pub mod subscription;
 
 pub use config::{ConfigError, ConsumeFrom, ConsumerConfig, MessageModel};
-pub use options::{run_listener, ConsumerOptions, Listener};
+pub use options::{run_listener, run_orderly_listener, ConsumerOptions, Listener, OrderlyListener};
 pub use process_queue::{ProcessQueue, QueueStats};
 pub use subscription::{Selector, SubscribeError, Subscriptions};
 
@@ -46,6 +46,77 @@ pub enum ConsumeResult {
 impl ConsumeResult {
     /// Retry later, at the broker's default delay.
     pub const RETRY: Self = Self::ReconsumeLater { delay_level: 0 };
+}
+
+/// What an orderly listener call makes of its messages (Java's
+/// `ConsumeOrderlyStatus`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderlyResult {
+    /// Consumed: the messages are done and the queue moves on.
+    Success,
+    /// Not consumed: the queue stops for `delay` (`None`: the consumer's
+    /// `suspend_time`, 1 s; anything is held to 10 ms ..= 30 s, as Java), then
+    /// the same messages come again, first, with their reconsume count
+    /// raised. A message that already reached the consumer's max reconsume
+    /// times goes to the group's DLQ instead, and the queue moves on.
+    Suspend {
+        /// How long the queue waits.
+        delay: Option<std::time::Duration>,
+    },
+}
+
+impl OrderlyResult {
+    /// Suspend the queue for the consumer's `suspend_time`.
+    pub const SUSPEND: Self = Self::Suspend { delay: None };
+
+    /// Suspend the queue for `delay`.
+    pub fn suspend_for(delay: std::time::Duration) -> Self {
+        Self::Suspend { delay: Some(delay) }
+    }
+}
+
+/// A listener's answer as the core takes it, from either kind of listener.
+/// A consumer given the other kind's answer reads it as the nearest of its
+/// own: an orderly consumer reads "reconsume later" as "suspend", a
+/// concurrent one reads "suspend" as "reconsume later" at the broker's delay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A concurrent listener's answer.
+    Concurrent(ConsumeResult),
+    /// An orderly listener's answer.
+    Orderly(OrderlyResult),
+}
+
+impl From<ConsumeResult> for Verdict {
+    fn from(r: ConsumeResult) -> Self {
+        Self::Concurrent(r)
+    }
+}
+
+impl From<OrderlyResult> for Verdict {
+    fn from(r: OrderlyResult) -> Self {
+        Self::Orderly(r)
+    }
+}
+
+impl Verdict {
+    /// As a concurrent consumer reads it.
+    pub fn concurrent(self) -> ConsumeResult {
+        match self {
+            Self::Concurrent(r) => r,
+            Self::Orderly(OrderlyResult::Success) => ConsumeResult::Success,
+            Self::Orderly(OrderlyResult::Suspend { .. }) => ConsumeResult::RETRY,
+        }
+    }
+
+    /// As an orderly consumer reads it.
+    pub fn orderly(self) -> OrderlyResult {
+        match self {
+            Self::Orderly(r) => r,
+            Self::Concurrent(ConsumeResult::Success) => OrderlyResult::Success,
+            Self::Concurrent(ConsumeResult::ReconsumeLater { .. }) => OrderlyResult::SUSPEND,
+        }
+    }
 }
 
 /// What a listener is told besides the messages (the seed's ConsumeContext).
@@ -176,6 +247,18 @@ pub enum ConsumerError {
         /// Why.
         error: ClientError,
     },
+    /// Orderly: queues could not be locked on their broker (the broker is
+    /// unreachable, or another member still holds them); they are not
+    /// processed until a lock is won, and locking is tried again soon.
+    #[error("lock of {queues} queue(s) on {broker}: {error}")]
+    Lock {
+        /// The broker's address.
+        broker: String,
+        /// How many queues were asked for.
+        queues: usize,
+        /// Why.
+        error: ClientError,
+    },
 }
 
 /// How many background failures of each kind a consumer has met, and the
@@ -190,6 +273,8 @@ pub struct ErrorCounts {
     pub rebalance: u64,
     /// Failed send-backs.
     pub send_back: u64,
+    /// Failed or refused queue locks (orderly).
+    pub lock: u64,
     /// The latest failure.
     pub last: Option<ConsumerError>,
 }
@@ -202,6 +287,7 @@ impl ErrorCounts {
             ConsumerError::Offset { .. } => self.offset += 1,
             ConsumerError::Rebalance { .. } => self.rebalance += 1,
             ConsumerError::SendBack { .. } => self.send_back += 1,
+            ConsumerError::Lock { .. } => self.lock += 1,
         }
         self.last = Some(error);
     }

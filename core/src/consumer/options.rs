@@ -9,6 +9,7 @@ use super::allocate::AllocateStrategy;
 use super::subscription::Selector;
 use super::{
     ConfigError, ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerConfig, MessageModel,
+    OrderlyResult,
 };
 use crate::client::ClientConfig;
 use crate::error::ClientError;
@@ -175,6 +176,38 @@ pub fn run_listener(
     .unwrap_or(ConsumeResult::RETRY)
 }
 
+/// An orderly listener (Java's `MessageListenerOrderly`): called with one
+/// batch of one queue at a time, in offset order, while this consumer holds
+/// the queue's broker lock. Closures
+/// `Fn(&[MessageExt], &ConsumeContext) -> OrderlyResult` are orderly
+/// listeners.
+pub trait OrderlyListener: Send + Sync + 'static {
+    /// Consumes the messages (one unless `consume_batch_size` says more).
+    fn consume(&self, messages: &[MessageExt], context: &ConsumeContext) -> OrderlyResult;
+}
+
+impl<F> OrderlyListener for F
+where
+    F: Fn(&[MessageExt], &ConsumeContext) -> OrderlyResult + Send + Sync + 'static,
+{
+    fn consume(&self, messages: &[MessageExt], context: &ConsumeContext) -> OrderlyResult {
+        self(messages, context)
+    }
+}
+
+/// Runs an orderly listener, turning a panic into [`OrderlyResult::SUSPEND`]:
+/// the queue waits a moment and the same messages come again.
+pub fn run_orderly_listener(
+    listener: &dyn OrderlyListener,
+    messages: &[MessageExt],
+    context: &ConsumeContext,
+) -> OrderlyResult {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        listener.consume(messages, context)
+    }))
+    .unwrap_or(OrderlyResult::SUSPEND)
+}
+
 /// Expands the push consumer builder's setters over a `options: ConsumerOptions`
 /// field, in each adapter.
 #[macro_export]
@@ -236,7 +269,8 @@ macro_rules! consumer_builder_methods {
             self
         }
 
-        /// Deliveries of a failing message before it goes to the DLQ.
+        /// Deliveries of a failing message before it goes to the DLQ (-1:
+        /// 16 for a concurrent consumer, no limit for an orderly one).
         pub fn max_reconsume_times(mut self, times: i32) -> Self {
             self.options.consumer.max_reconsume_times = times;
             self
@@ -269,6 +303,13 @@ macro_rules! consumer_builder_methods {
         /// The consumer-wide cache budget (messages, body bytes).
         pub fn global_cache(mut self, count: usize, bytes: usize) -> Self {
             self.options.set_global_cache(count, bytes);
+            self
+        }
+
+        /// Orderly: how long a queue waits after its listener asked to
+        /// suspend it without saying for how long (1 s).
+        pub fn suspend_time(mut self, time: ::std::time::Duration) -> Self {
+            self.options.consumer.suspend_time = time;
             self
         }
 

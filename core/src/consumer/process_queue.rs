@@ -53,6 +53,11 @@ pub struct QueueStats {
     pub last_pull: Option<Instant>,
     /// When a listener call last finished.
     pub last_consume: Option<Instant>,
+    /// Orderly clustering: whether the queue holds a live broker lock now.
+    pub locked: bool,
+    /// Orderly clustering: when the lock held now was won (renewals keep
+    /// this; a lapse clears it).
+    pub lock_won: Option<Instant>,
 }
 
 /// The cache of one assigned queue.
@@ -66,6 +71,9 @@ pub struct ProcessQueue {
     /// Local retries by due time.
     retries: BTreeSet<(Instant, i64)>,
     bytes: usize,
+    /// Cached messages not ready: delivered, being sent back, or waiting for
+    /// a local retry (what an orderly queue waits for before its next batch).
+    unready: usize,
     /// Every offset below this was pulled (cached, done, or filtered out).
     pulled_to: Option<i64>,
     next_pull: i64,
@@ -81,6 +89,7 @@ impl ProcessQueue {
             ready: BTreeSet::new(),
             retries: BTreeSet::new(),
             bytes: 0,
+            unready: 0,
             pulled_to: None,
             next_pull: offset,
             stats: QueueStats::default(),
@@ -188,6 +197,7 @@ impl ProcessQueue {
             };
             if let Some(c) = self.cached.get_mut(&offset) {
                 c.stage = Stage::Delivered(ticket);
+                self.unready += 1;
                 out.push(c.message.clone());
             }
         }
@@ -218,6 +228,7 @@ impl ProcessQueue {
             if self.cached.get(offset).is_some_and(|c| c.stage == stage) {
                 if let Some(c) = self.cached.remove(offset) {
                     freed += c.message.body.len();
+                    self.unready -= 1;
                 }
             }
         }
@@ -269,12 +280,45 @@ impl ProcessQueue {
             if let Some(c) = self.cached.get_mut(&offset) {
                 if c.stage == Stage::RetryAt(at) {
                     c.stage = Stage::Ready;
+                    self.unready -= 1;
                     self.ready.insert(offset);
                     woke = true;
                 }
             }
         }
         woke
+    }
+
+    /// Orderly: the listener of delivery `ticket` asked to suspend the queue:
+    /// `offset` is ready again, first in line, with its reconsume count raised
+    /// (Java's `makeMessageToConsumeAgain`). False if it is no longer that
+    /// ticket's.
+    pub fn put_back(&mut self, ticket: u64, offset: i64) -> bool {
+        let Some(c) = self
+            .cached
+            .get_mut(&offset)
+            .filter(|c| c.stage == Stage::Delivered(ticket))
+        else {
+            return false;
+        };
+        c.stage = Stage::Ready;
+        c.message.reconsume_times = c.message.reconsume_times.saturating_add(1);
+        self.unready -= 1;
+        self.ready.insert(offset);
+        self.stats.failed += 1;
+        true
+    }
+
+    /// How many times the cached message at `offset` was delivered before.
+    pub fn reconsume_times(&self, offset: i64) -> Option<i32> {
+        self.cached.get(&offset).map(|c| c.message.reconsume_times)
+    }
+
+    /// Whether any cached message is not ready: delivered, being sent back,
+    /// or waiting for a local retry. An orderly queue hands out its next batch
+    /// only when none is.
+    pub fn in_progress(&self) -> bool {
+        self.unready > 0
     }
 
     /// The earliest local retry, if any.
@@ -310,6 +354,7 @@ impl ProcessQueue {
         self.ready.clear();
         self.retries.clear();
         self.bytes = 0;
+        self.unready = 0;
         dropped
     }
 
@@ -398,6 +443,7 @@ mod tests {
         SendBack(u8),
         SendBackFailed,
         Wake,
+        PutBack(u8),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -408,6 +454,7 @@ mod tests {
             any::<u8>().prop_map(Step::SendBack),
             Just(Step::SendBackFailed),
             Just(Step::Wake),
+            any::<u8>().prop_map(Step::PutBack),
         ]
     }
 
@@ -451,8 +498,15 @@ mod tests {
                         }
                     }
                     Step::Wake => { pq.wake_retries(now); }
+                    Step::PutBack(i) if !delivered.is_empty() => {
+                        let (t, o) = delivered.remove(usize::from(i) % delivered.len());
+                        prop_assert!(pq.put_back(t, o));
+                    }
                     _ => {}
                 }
+                let unready = pq.cached.values().filter(|c| c.stage != Stage::Ready).count();
+                prop_assert_eq!(pq.unready, unready, "unready count drifted");
+                prop_assert_eq!(pq.in_progress(), unready > 0);
                 let c = pq.committable();
                 prop_assert!(c >= last, "moved back from {last:?} to {c:?}");
                 if let Some(c) = c {
