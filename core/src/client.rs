@@ -430,6 +430,16 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// The input that reports a listener call's end, of either kind.
+    pub fn consumed(ticket: Ticket, verdict: impl Into<crate::consumer::Verdict>) -> Self {
+        match verdict.into() {
+            crate::consumer::Verdict::Concurrent(result) => Self::Consumed { ticket, result },
+            crate::consumer::Verdict::Orderly(result) => Self::ConsumedOrderly { ticket, result },
+        }
+    }
+}
+
 /// Something the adapter must do, from [`Client::poll_output`].
 #[derive(Debug)]
 #[non_exhaustive]

@@ -12,21 +12,36 @@ use async_channel::Sender;
 use async_executor::LocalExecutor;
 use futures_lite::FutureExt;
 use rocketmq_core::consumer::{
-    run_listener, ConsumeContext, ConsumeResult, ConsumerOptions, Delivery, Listener,
+    ConsumeContext, ConsumeResult, ConsumerOptions, Delivery, Listener, OrderlyListener,
+    OrderlyResult, SyncListener, Verdict,
 };
 use rocketmq_core::protocol::message::MessageExt;
 use rocketmq_core::{Call, ClientError, Input};
 
 use crate::Client;
 
-type BoxFuture = Pin<Box<dyn Future<Output = ConsumeResult> + Send>>;
+type BoxFuture = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 type AsyncHandler = dyn Fn(Vec<MessageExt>, ConsumeContext) -> BoxFuture + Send + Sync;
 
 /// A consumer's listener, as the driver keeps it.
 #[derive(Clone)]
 pub(crate) enum Handler {
-    Sync(Arc<dyn Listener>),
+    Sync(SyncListener),
     Async(Arc<AsyncHandler>),
+}
+
+/// An async listener of either kind, its answers made verdicts.
+fn async_handler<F, Fut, R>(listener: F) -> Handler
+where
+    F: Fn(Vec<MessageExt>, ConsumeContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Into<Verdict>,
+{
+    let f = move |m: Vec<MessageExt>, c: ConsumeContext| -> BoxFuture {
+        let call = listener(m, c);
+        Box::pin(async move { call.await.into() })
+    };
+    Handler::Async(Arc::new(f))
 }
 
 impl std::fmt::Debug for Handler {
@@ -39,7 +54,7 @@ impl std::fmt::Debug for Handler {
 }
 
 /// Runs one delivery's listener and reports the outcome to the driver. A
-/// panicking listener counts as "reconsume later".
+/// panicking listener counts as "reconsume later" (orderly: "suspend").
 pub(crate) fn run(
     ex: &LocalExecutor<'_>,
     handler: Handler,
@@ -50,22 +65,22 @@ pub(crate) fn run(
     match handler {
         Handler::Sync(listener) => {
             ex.spawn(async move {
-                let result = blocking::unblock(move || {
-                    run_listener(&*listener, &delivery.messages, &delivery.context)
+                let verdict = blocking::unblock(move || {
+                    listener.run(&delivery.messages, &delivery.context)
                 })
                 .await;
-                let _ = events.send(Input::Consumed { ticket, result }).await;
+                let _ = events.send(Input::consumed(ticket, verdict)).await;
             })
             .detach();
         }
         Handler::Async(f) => {
             ex.spawn(async move {
                 let call = f(delivery.messages, delivery.context);
-                let result = AssertUnwindSafe(call)
+                let verdict = AssertUnwindSafe(call)
                     .catch_unwind()
                     .await
-                    .unwrap_or(ConsumeResult::RETRY);
-                let _ = events.send(Input::Consumed { ticket, result }).await;
+                    .unwrap_or(ConsumeResult::RETRY.into());
+                let _ = events.send(Input::consumed(ticket, verdict)).await;
             })
             .detach();
         }
@@ -106,7 +121,8 @@ impl PushConsumerBuilder {
     /// `Fn(&[MessageExt], &ConsumeContext) -> ConsumeResult`, or any
     /// [`Listener`].
     pub async fn start(self, listener: impl Listener) -> Result<PushConsumer, ClientError> {
-        self.start_with(Handler::Sync(Arc::new(listener))).await
+        let listener = SyncListener::Concurrent(Arc::new(listener));
+        self.start_with(Handler::Sync(listener)).await
     }
 
     /// Starts with an async listener, awaited as a task on the client's reactor
@@ -116,9 +132,35 @@ impl PushConsumerBuilder {
         F: Fn(Vec<MessageExt>, ConsumeContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ConsumeResult> + Send + 'static,
     {
-        let f =
-            move |m: Vec<MessageExt>, c: ConsumeContext| -> BoxFuture { Box::pin(listener(m, c)) };
-        self.start_with(Handler::Async(Arc::new(f))).await
+        self.start_with(async_handler(listener)).await
+    }
+
+    /// Starts an orderly consumer (Java's `MessageListenerOrderly`) with a
+    /// listener run on the `blocking` thread pool: a closure
+    /// `Fn(&[MessageExt], &ConsumeContext) -> OrderlyResult`, or any
+    /// [`OrderlyListener`]. Each queue is processed one batch at a time, in
+    /// offset order, while this consumer holds its broker lock.
+    pub async fn start_orderly(
+        mut self,
+        listener: impl OrderlyListener,
+    ) -> Result<PushConsumer, ClientError> {
+        self.options.consumer.orderly = true;
+        let listener = SyncListener::Orderly(Arc::new(listener));
+        self.start_with(Handler::Sync(listener)).await
+    }
+
+    /// Starts an orderly consumer with an async listener, awaited as a task
+    /// on the client's reactor thread (keep blocking work in a sync listener).
+    pub async fn start_orderly_async<F, Fut>(
+        mut self,
+        listener: F,
+    ) -> Result<PushConsumer, ClientError>
+    where
+        F: Fn(Vec<MessageExt>, ConsumeContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = OrderlyResult> + Send + 'static,
+    {
+        self.options.consumer.orderly = true;
+        self.start_with(async_handler(listener)).await
     }
 
     async fn start_with(self, handler: Handler) -> Result<PushConsumer, ClientError> {

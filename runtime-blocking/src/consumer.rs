@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rocketmq_core::consumer::{
-    run_listener, ConsumeResult, ConsumerOptions, Delivery, Listener, Ticket,
+    ConsumerOptions, Delivery, Listener, OrderlyListener, SyncListener, Ticket, Verdict,
 };
 use rocketmq_core::protocol::message::MessageExt;
 use rocketmq_core::{Call, ClientError};
@@ -31,7 +31,7 @@ use crate::{Client, Event};
 /// the driver to be dropped there, on the thread that allocated them (a
 /// consume thread freeing them would contend with the driver for its
 /// allocator's arena).
-pub(crate) type Done = (Ticket, ConsumeResult, Vec<MessageExt>);
+pub(crate) type Done = (Ticket, Verdict, Vec<MessageExt>);
 
 /// Listener results waiting for the driver, shared by every pool of a client.
 #[derive(Debug, Default)]
@@ -176,7 +176,7 @@ impl Pool {
     pub(crate) fn start(
         group: &str,
         threads: usize,
-        listener: Arc<dyn Listener>,
+        listener: SyncListener,
         results: &Arc<Results>,
         events: &mpsc::Sender<Event>,
     ) -> Result<Self, ClientError> {
@@ -206,8 +206,7 @@ impl Pool {
                         return;
                     };
                     loop {
-                        let result =
-                            run_listener(&*listener, &delivery.messages, &delivery.context);
+                        let result = listener.run(&delivery.messages, &delivery.context);
                         let (more, low) = shared.try_next(low_water);
                         let call = (delivery.ticket, result, delivery.messages);
                         if !results.push(&events, call, low) {
@@ -343,6 +342,23 @@ impl PushConsumerBuilder {
     /// closure `Fn(&[MessageExt], &ConsumeContext) -> ConsumeResult`, or any
     /// [`Listener`].
     pub fn start(self, listener: impl Listener) -> Result<PushConsumer, ClientError> {
+        self.start_with(SyncListener::Concurrent(Arc::new(listener)))
+    }
+
+    /// Starts an orderly consumer (Java's `MessageListenerOrderly`) with a
+    /// listener run on the consumer's own consume threads: a closure
+    /// `Fn(&[MessageExt], &ConsumeContext) -> OrderlyResult`, or any
+    /// [`OrderlyListener`]. Each queue is processed one batch at a time, in
+    /// offset order, while this consumer holds its broker lock.
+    pub fn start_orderly(
+        mut self,
+        listener: impl OrderlyListener,
+    ) -> Result<PushConsumer, ClientError> {
+        self.options.consumer.orderly = true;
+        self.start_with(SyncListener::Orderly(Arc::new(listener)))
+    }
+
+    fn start_with(self, listener: SyncListener) -> Result<PushConsumer, ClientError> {
         self.options.check()?;
         let ConsumerOptions {
             client,
@@ -357,7 +373,7 @@ impl PushConsumerBuilder {
             consumer.dispatch_ahead = consumer.consume_concurrency;
         }
         let client = Client::shared(client);
-        client.listen(&group, consumer.consume_concurrency, Arc::new(listener))?;
+        client.listen(&group, consumer.consume_concurrency, listener)?;
         let call = Call::StartConsumer {
             config: Box::new(consumer),
             subscriptions,

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use consumer::{Pool, Results};
-use rocketmq_core::consumer::{local_store, Delivery, Listener};
+use rocketmq_core::consumer::{local_store, Delivery, SyncListener};
 use rocketmq_core::{Call, ConnId, Driver, Input, Io, Reply};
 
 mod consumer;
@@ -64,7 +64,7 @@ enum Event {
     Listen(
         String,
         usize,
-        Arc<dyn Listener>,
+        SyncListener,
         mpsc::SyncSender<Result<(), ClientError>>,
     ),
     /// The consumer of this group is gone; its pool goes to the sender, if
@@ -193,7 +193,7 @@ impl Client {
         &self,
         group: &str,
         threads: usize,
-        listener: Arc<dyn Listener>,
+        listener: SyncListener,
     ) -> Result<(), ClientError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.inner
@@ -504,7 +504,7 @@ fn drive(config: ClientConfig, events: mpsc::Receiver<Event>, own: mpsc::Sender<
                 Some(Event::Consumed) => {
                     for (ticket, result, messages) in io.results.take() {
                         drop(messages);
-                        driver.handle_input(now, Input::Consumed { ticket, result });
+                        driver.handle_input(now, Input::consumed(ticket, result));
                     }
                 }
             }

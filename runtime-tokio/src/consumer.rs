@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use futures_lite::FutureExt;
 use rocketmq_core::consumer::{
-    run_listener, ConsumeContext, ConsumeResult, ConsumerOptions, Delivery, Listener,
+    ConsumeContext, ConsumeResult, ConsumerOptions, Delivery, Listener, OrderlyListener,
+    OrderlyResult, SyncListener, Verdict,
 };
 use rocketmq_core::protocol::message::MessageExt;
 use rocketmq_core::{Call, ClientError, Input};
@@ -17,14 +18,28 @@ use tokio::sync::mpsc;
 
 use crate::Client;
 
-type BoxFuture = Pin<Box<dyn Future<Output = ConsumeResult> + Send>>;
+type BoxFuture = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 type AsyncHandler = dyn Fn(Vec<MessageExt>, ConsumeContext) -> BoxFuture + Send + Sync;
 
 /// A consumer's listener, as the driver keeps it.
 #[derive(Clone)]
 pub(crate) enum Handler {
-    Sync(Arc<dyn Listener>),
+    Sync(SyncListener),
     Async(Arc<AsyncHandler>),
+}
+
+/// An async listener of either kind, its answers made verdicts.
+fn async_handler<F, Fut, R>(listener: F) -> Handler
+where
+    F: Fn(Vec<MessageExt>, ConsumeContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Into<Verdict>,
+{
+    let f = move |m: Vec<MessageExt>, c: ConsumeContext| -> BoxFuture {
+        let call = listener(m, c);
+        Box::pin(async move { call.await.into() })
+    };
+    Handler::Async(Arc::new(f))
 }
 
 impl std::fmt::Debug for Handler {
@@ -37,22 +52,22 @@ impl std::fmt::Debug for Handler {
 }
 
 /// Runs one delivery's listener and reports the outcome to the driver. A
-/// panicking listener counts as "reconsume later".
+/// panicking listener counts as "reconsume later" (orderly: "suspend").
 pub(crate) fn run(handler: Handler, delivery: Delivery, events: mpsc::UnboundedSender<Input>) {
     let ticket = delivery.ticket;
     match handler {
         Handler::Sync(listener) => {
             tokio::task::spawn_blocking(move || {
-                let result = run_listener(&*listener, &delivery.messages, &delivery.context);
-                let _ = events.send(Input::Consumed { ticket, result });
+                let verdict = listener.run(&delivery.messages, &delivery.context);
+                let _ = events.send(Input::consumed(ticket, verdict));
             });
         }
         Handler::Async(f) => {
             // One task per call: a panic is caught where the call runs.
             let call = AssertUnwindSafe(f(delivery.messages, delivery.context)).catch_unwind();
             tokio::spawn(async move {
-                let result = call.await.unwrap_or(ConsumeResult::RETRY);
-                let _ = events.send(Input::Consumed { ticket, result });
+                let verdict = call.await.unwrap_or(ConsumeResult::RETRY.into());
+                let _ = events.send(Input::consumed(ticket, verdict));
             });
         }
     }
@@ -92,7 +107,8 @@ impl PushConsumerBuilder {
     /// `Fn(&[MessageExt], &ConsumeContext) -> ConsumeResult`, or any
     /// [`Listener`].
     pub async fn start(self, listener: impl Listener) -> Result<PushConsumer, ClientError> {
-        self.start_with(Handler::Sync(Arc::new(listener))).await
+        let listener = SyncListener::Concurrent(Arc::new(listener));
+        self.start_with(Handler::Sync(listener)).await
     }
 
     /// Starts with an async listener, awaited as a task on the runtime.
@@ -101,9 +117,35 @@ impl PushConsumerBuilder {
         F: Fn(Vec<MessageExt>, ConsumeContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ConsumeResult> + Send + 'static,
     {
-        let f =
-            move |m: Vec<MessageExt>, c: ConsumeContext| -> BoxFuture { Box::pin(listener(m, c)) };
-        self.start_with(Handler::Async(Arc::new(f))).await
+        self.start_with(async_handler(listener)).await
+    }
+
+    /// Starts an orderly consumer (Java's `MessageListenerOrderly`) with a
+    /// listener run on tokio's blocking pool: a closure
+    /// `Fn(&[MessageExt], &ConsumeContext) -> OrderlyResult`, or any
+    /// [`OrderlyListener`]. Each queue is processed one batch at a time, in
+    /// offset order, while this consumer holds its broker lock.
+    pub async fn start_orderly(
+        mut self,
+        listener: impl OrderlyListener,
+    ) -> Result<PushConsumer, ClientError> {
+        self.options.consumer.orderly = true;
+        let listener = SyncListener::Orderly(Arc::new(listener));
+        self.start_with(Handler::Sync(listener)).await
+    }
+
+    /// Starts an orderly consumer with an async listener, awaited as a task
+    /// on the runtime.
+    pub async fn start_orderly_async<F, Fut>(
+        mut self,
+        listener: F,
+    ) -> Result<PushConsumer, ClientError>
+    where
+        F: Fn(Vec<MessageExt>, ConsumeContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = OrderlyResult> + Send + 'static,
+    {
+        self.options.consumer.orderly = true;
+        self.start_with(async_handler(listener)).await
     }
 
     async fn start_with(self, handler: Handler) -> Result<PushConsumer, ClientError> {

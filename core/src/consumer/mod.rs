@@ -9,7 +9,9 @@ pub mod process_queue;
 pub mod subscription;
 
 pub use config::{ConfigError, ConsumeFrom, ConsumerConfig, MessageModel};
-pub use options::{run_listener, run_orderly_listener, ConsumerOptions, Listener, OrderlyListener};
+pub use options::{
+    run_listener, run_orderly_listener, ConsumerOptions, Listener, OrderlyListener, SyncListener,
+};
 pub use process_queue::{ProcessQueue, QueueStats};
 pub use subscription::{Selector, SubscribeError, Subscriptions};
 

@@ -9,7 +9,7 @@ use super::allocate::AllocateStrategy;
 use super::subscription::Selector;
 use super::{
     ConfigError, ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerConfig, MessageModel,
-    OrderlyResult,
+    OrderlyResult, Verdict,
 };
 use crate::client::ClientConfig;
 use crate::error::ClientError;
@@ -206,6 +206,35 @@ pub fn run_orderly_listener(
         listener.consume(messages, context)
     }))
     .unwrap_or(OrderlyResult::SUSPEND)
+}
+
+/// A sync listener of either kind, as the adapters keep it.
+#[derive(Clone)]
+pub enum SyncListener {
+    /// A concurrent listener.
+    Concurrent(std::sync::Arc<dyn Listener>),
+    /// An orderly listener.
+    Orderly(std::sync::Arc<dyn OrderlyListener>),
+}
+
+impl SyncListener {
+    /// Runs the listener on one delivery's messages; a panic is "reconsume
+    /// later" or "suspend".
+    pub fn run(&self, messages: &[MessageExt], context: &ConsumeContext) -> Verdict {
+        match self {
+            Self::Concurrent(l) => run_listener(&**l, messages, context).into(),
+            Self::Orderly(l) => run_orderly_listener(&**l, messages, context).into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SyncListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Concurrent(_) => "SyncListener::Concurrent",
+            Self::Orderly(_) => "SyncListener::Orderly",
+        })
+    }
 }
 
 /// Expands the push consumer builder's setters over a `options: ConsumerOptions`
