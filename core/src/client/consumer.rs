@@ -266,6 +266,11 @@ struct Consumer {
     /// Orderly clustering: when to try again to lock the queues without a
     /// lock, while any is waiting for one.
     lock_retry_at: Option<Instant>,
+    /// Orderly clustering: lock requests out, per queue. A broker runs
+    /// requests on a pool of threads, so an unlock sent while a lock of the
+    /// same queue is out could be undone by it: a queue is unlocked only
+    /// once none is out.
+    locking: BTreeMap<MessageQueue, u32>,
 }
 
 /// A broadcasting consumer's offset file and the one write allowed out at a time.
@@ -290,6 +295,8 @@ struct Shutdown {
     /// The unregisters went out (after the final offset writes were answered,
     /// so that members taking over this consumer's queues find its offsets).
     unregistering: bool,
+    /// Orderly: the unlocks and unregisters wait for lock requests still out.
+    unregister_deferred: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -669,6 +676,7 @@ impl Client {
                 local,
                 lock_at: now + LOCK_INTERVAL,
                 lock_retry_at: None,
+                locking: BTreeMap::new(),
             },
         );
         self.heartbeat_at = Some(now);
@@ -2261,6 +2269,7 @@ impl Client {
             deadline: now + c.config.shutdown_timeout,
             finishing: None,
             unregistering: false,
+            unregister_deferred: false,
         });
         for slot in c.queues.values_mut() {
             if slot.pull != PullState::InFlight {
@@ -2324,8 +2333,14 @@ impl Client {
                     self.unregister_consumer(now, group);
                 }
             }
+            Some(_) if !s.unregistering => {
+                warn!(%group, "final offset writes or lock answers missing at the deadline");
+                s.unregister_deferred = false;
+                c.locking.clear();
+                self.unregister_consumer(now, group);
+            }
             Some(_) => {
-                warn!(%group, "final offset writes or unregisters unanswered at the deadline");
+                warn!(%group, "unregisters unanswered at the deadline");
                 self.remove_consumer(group);
             }
         }
@@ -2372,7 +2387,11 @@ impl Client {
     }
 
     fn unregister_consumer(&mut self, now: Instant, group: &str) {
-        // Orderly: the offsets are written; the locks go with the member.
+        // Orderly: the offsets are written; the locks go with the member, once
+        // no lock request is out.
+        if self.defer_unregister(group) {
+            return;
+        }
         let unlocks = self.unlock_all(now, group);
         let out = unlocks + self.send_unregisters(now, group);
         if let Some(s) = self

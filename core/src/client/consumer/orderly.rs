@@ -164,6 +164,11 @@ impl Client {
         }
         let timeout = self.config.request_timeout;
         for (addr, queues) in by_broker {
+            if let Some(c) = self.consumers.groups.get_mut(group) {
+                for q in &queues {
+                    *c.locking.entry(q.clone()).or_default() += 1;
+                }
+            }
             let body = LockBatchRequestBody {
                 client_id: self.client_id.clone(),
                 consumer_group: group.to_owned(),
@@ -217,16 +222,32 @@ impl Client {
             }
             return;
         };
+        for q in &queues {
+            if let Some(n) = c.locking.get_mut(q) {
+                *n -= 1;
+                if *n == 0 {
+                    c.locking.remove(q);
+                }
+            }
+        }
         let won = match won {
             Ok(won) => won,
             Err(error) => {
-                // Locks held stay live until they lapse; ask again soon.
+                // Locks held stay live until they lapse; ask again soon. Queues
+                // gone meanwhile may have been locked all the same: they are
+                // given back.
                 c.failed(ConsumerError::Lock {
                     broker,
                     queues: queues.len(),
                     error,
                 });
-                return self.lock_again_soon(now, group);
+                let gone: Vec<MessageQueue> = queues
+                    .into_iter()
+                    .filter(|q| !c.queues.contains_key(q))
+                    .collect();
+                self.send_unlock(now, group, gone, false);
+                self.lock_again_soon(now, group);
+                return self.unregister_if_deferred(now, group);
             }
         };
         let mut started = Vec::new();
@@ -278,6 +299,35 @@ impl Client {
         }
         self.send_unlock(now, group, stray, false);
         self.dispatch_deliveries(now, group);
+        self.unregister_if_deferred(now, group);
+    }
+
+    /// Whether a shutdown's unlocks and unregisters must wait for lock
+    /// requests still out (then they go once the last is answered, or at the
+    /// deadline).
+    pub(super) fn defer_unregister(&mut self, group: &str) -> bool {
+        let Some(c) = self.consumers.groups.get_mut(group) else {
+            return false;
+        };
+        let wait = c.locks() && !c.locking.is_empty();
+        if let Some(s) = c.shutdown.as_mut().filter(|_| wait) {
+            s.unregister_deferred = true;
+            return true;
+        }
+        false
+    }
+
+    /// The last lock request a shutdown waited for was answered.
+    fn unregister_if_deferred(&mut self, now: Instant, group: &str) {
+        let ready = self.consumers.groups.get_mut(group).is_some_and(|c| {
+            c.locking.is_empty()
+                && c.shutdown
+                    .as_mut()
+                    .is_some_and(|s| std::mem::take(&mut s.unregister_deferred))
+        });
+        if ready {
+            self.unregister_consumer(now, group);
+        }
     }
 
     /// Sends UNLOCK_BATCH_MQ for `queues`, one per broker; how many went out.
@@ -443,13 +493,25 @@ impl Client {
             self.write_offset(now, group, queue, o.committed, op)
         });
         if !written {
-            self.send_unlock(now, group, vec![queue.clone()], false);
+            self.unlock_released(now, group, queue);
         }
         self.room_freed(now, group);
     }
 
-    /// A released queue's offset write was answered: the queue is unlocked,
-    /// unless it is ours again meanwhile.
+    /// Unlocks a released queue unless it is ours again, or a lock request of
+    /// it is out (the answer to that gives the lock back).
+    fn unlock_released(&mut self, now: Instant, group: &str, queue: &MessageQueue) {
+        let keep = self
+            .consumers
+            .groups
+            .get(group)
+            .is_some_and(|c| c.queues.contains_key(queue) || c.locking.contains_key(queue));
+        if !keep {
+            self.send_unlock(now, group, vec![queue.clone()], false);
+        }
+    }
+
+    /// A released queue's offset write was answered: the queue is unlocked.
     pub(super) fn on_released(
         &mut self,
         now: Instant,
@@ -463,14 +525,7 @@ impl Client {
             Ok(cmd) => self.offset_failed(group, &queue, remote(cmd.response_code(), &cmd)),
             Err(e) => self.offset_failed(group, &queue, e),
         }
-        let ours = self
-            .consumers
-            .groups
-            .get(group)
-            .is_some_and(|c| c.queues.contains_key(&queue));
-        if !ours {
-            self.send_unlock(now, group, vec![queue], false);
-        }
+        self.unlock_released(now, group, &queue);
     }
 
     /// Orderly: a batch or a DLQ send of `queue` ended: the queue is listed
