@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rocketmq_core::consumer::{
-    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerOptions, ConsumerStats,
+    ConsumeContext, ConsumeFrom, ConsumeResult, ConsumerOptions, ConsumerStats, OrderlyResult,
 };
 use rocketmq_core::protocol::code::{RequestCode, ResponseCode};
 use rocketmq_core::protocol::command::RemotingCommand;
@@ -26,6 +26,19 @@ use crate::harness::rpc;
 /// A listener the suite can hand to any runtime.
 pub type SharedListener =
     Arc<dyn Fn(&[MessageExt], &ConsumeContext) -> ConsumeResult + Send + Sync>;
+
+/// An orderly listener the suite can hand to any runtime.
+pub type SharedOrderlyListener =
+    Arc<dyn Fn(&[MessageExt], &ConsumeContext) -> OrderlyResult + Send + Sync>;
+
+/// A listener of either kind.
+#[derive(Clone)]
+pub enum TestListener {
+    /// Started with `start` / `start_async`.
+    Concurrent(SharedListener),
+    /// Started with `start_orderly` / `start_orderly_async`.
+    Orderly(SharedOrderlyListener),
+}
 
 /// A started push consumer, driven synchronously by the suite.
 pub trait RunningConsumer: Send {
@@ -54,13 +67,31 @@ pub trait RunningConsumer: Send {
 pub trait ConsumerRuntime: Runtime {
     /// Its running consumer.
     type Consumer: RunningConsumer;
-    /// Starts a consumer; `asynchronous` picks the adapter's async listener
-    /// (where there is one) running the same function.
+    /// Starts a consumer of either kind; `asynchronous` picks the adapter's
+    /// async listener (where there is one) running the same function.
+    fn start_any(
+        options: ConsumerOptions,
+        listener: TestListener,
+        asynchronous: bool,
+    ) -> Result<Self::Consumer, ClientError>;
+
+    /// Starts a concurrent consumer.
     fn start_consumer(
         options: ConsumerOptions,
         listener: SharedListener,
         asynchronous: bool,
-    ) -> Result<Self::Consumer, ClientError>;
+    ) -> Result<Self::Consumer, ClientError> {
+        Self::start_any(options, TestListener::Concurrent(listener), asynchronous)
+    }
+
+    /// Starts an orderly consumer.
+    fn start_orderly(
+        options: ConsumerOptions,
+        listener: SharedOrderlyListener,
+        asynchronous: bool,
+    ) -> Result<Self::Consumer, ClientError> {
+        Self::start_any(options, TestListener::Orderly(listener), asynchronous)
+    }
 }
 
 /// A tokio consumer with the runtime it runs on.
@@ -92,9 +123,9 @@ impl RunningConsumer for TokioConsumer {
 
 impl ConsumerRuntime for Tokio {
     type Consumer = TokioConsumer;
-    fn start_consumer(
+    fn start_any(
         options: ConsumerOptions,
-        listener: SharedListener,
+        listener: TestListener,
         asynchronous: bool,
     ) -> Result<TokioConsumer, ClientError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -104,20 +135,41 @@ impl ConsumerRuntime for Tokio {
             .expect("a tokio runtime");
         let builder = rocketmq_tokio::PushConsumerBuilder::from_options(options);
         let consumer = rt.block_on(async move {
-            if asynchronous {
-                builder
-                    .start_async(move |messages: Vec<MessageExt>, context: ConsumeContext| {
-                        let listener = listener.clone();
-                        async move {
-                            tokio::task::yield_now().await;
-                            listener(&messages, &context)
-                        }
-                    })
-                    .await
-            } else {
-                builder
-                    .start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c))
-                    .await
+            match (listener, asynchronous) {
+                (TestListener::Concurrent(listener), true) => {
+                    builder
+                        .start_async(move |messages: Vec<MessageExt>, context: ConsumeContext| {
+                            let listener = listener.clone();
+                            async move {
+                                tokio::task::yield_now().await;
+                                listener(&messages, &context)
+                            }
+                        })
+                        .await
+                }
+                (TestListener::Concurrent(listener), false) => {
+                    builder
+                        .start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c))
+                        .await
+                }
+                (TestListener::Orderly(listener), true) => {
+                    builder
+                        .start_orderly_async(
+                            move |messages: Vec<MessageExt>, context: ConsumeContext| {
+                                let listener = listener.clone();
+                                async move {
+                                    tokio::task::yield_now().await;
+                                    listener(&messages, &context)
+                                }
+                            },
+                        )
+                        .await
+                }
+                (TestListener::Orderly(listener), false) => {
+                    builder
+                        .start_orderly(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c))
+                        .await
+                }
             }
         })?;
         Ok(TokioConsumer { rt, consumer })
@@ -144,12 +196,12 @@ impl Flavor {
     fn start(
         self,
         options: ConsumerOptions,
-        listener: SharedListener,
+        listener: TestListener,
         asynchronous: bool,
     ) -> Result<AsyncConsumer, ClientError> {
         let builder = rocketmq_async_std::PushConsumerBuilder::from_options(options);
-        let consumer = if asynchronous {
-            self.block_on(builder.start_async(
+        let consumer = match (listener, asynchronous) {
+            (TestListener::Concurrent(listener), true) => self.block_on(builder.start_async(
                 move |messages: Vec<MessageExt>, context: ConsumeContext| {
                     let listener = listener.clone();
                     async move {
@@ -157,9 +209,22 @@ impl Flavor {
                         listener(&messages, &context)
                     }
                 },
-            ))
-        } else {
-            self.block_on(builder.start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c)))
+            )),
+            (TestListener::Concurrent(listener), false) => self.block_on(
+                builder.start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c)),
+            ),
+            (TestListener::Orderly(listener), true) => self.block_on(builder.start_orderly_async(
+                move |messages: Vec<MessageExt>, context: ConsumeContext| {
+                    let listener = listener.clone();
+                    async move {
+                        futures_lite::future::yield_now().await;
+                        listener(&messages, &context)
+                    }
+                },
+            )),
+            (TestListener::Orderly(listener), false) => self.block_on(
+                builder.start_orderly(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c)),
+            ),
         }?;
         Ok(AsyncConsumer {
             consumer,
@@ -185,9 +250,9 @@ impl RunningConsumer for AsyncConsumer {
 
 impl ConsumerRuntime for AsyncStd {
     type Consumer = AsyncConsumer;
-    fn start_consumer(
+    fn start_any(
         options: ConsumerOptions,
-        listener: SharedListener,
+        listener: TestListener,
         asynchronous: bool,
     ) -> Result<AsyncConsumer, ClientError> {
         Flavor::AsyncStd.start(options, listener, asynchronous)
@@ -196,9 +261,9 @@ impl ConsumerRuntime for AsyncStd {
 
 impl ConsumerRuntime for Smol {
     type Consumer = AsyncConsumer;
-    fn start_consumer(
+    fn start_any(
         options: ConsumerOptions,
-        listener: SharedListener,
+        listener: TestListener,
         asynchronous: bool,
     ) -> Result<AsyncConsumer, ClientError> {
         Flavor::Smol.start(options, listener, asynchronous)
@@ -216,13 +281,20 @@ impl RunningConsumer for rocketmq_blocking::PushConsumer {
 
 impl ConsumerRuntime for Blocking {
     type Consumer = rocketmq_blocking::PushConsumer;
-    fn start_consumer(
+    fn start_any(
         options: ConsumerOptions,
-        listener: SharedListener,
+        listener: TestListener,
         _asynchronous: bool,
     ) -> Result<rocketmq_blocking::PushConsumer, ClientError> {
-        rocketmq_blocking::PushConsumerBuilder::from_options(options)
-            .start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c))
+        let builder = rocketmq_blocking::PushConsumerBuilder::from_options(options);
+        match listener {
+            TestListener::Concurrent(listener) => {
+                builder.start(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c))
+            }
+            TestListener::Orderly(listener) => {
+                builder.start_orderly(move |m: &[MessageExt], c: &ConsumeContext| listener(m, c))
+            }
+        }
     }
 }
 
@@ -318,7 +390,7 @@ pub fn broker_offsets(
 }
 
 /// The readable queues of `topic` with their master broker's address.
-fn broker_queues(namesrv: &str, topic: &str) -> Vec<(MessageQueue, String)> {
+pub fn broker_queues(namesrv: &str, topic: &str) -> Vec<(MessageQueue, String)> {
     let route = rpc::query_route(namesrv, topic, rpc::DEFAULT_TIMEOUT)
         .unwrap_or_else(|e| panic!("the route of {topic}: {e}"))
         .unwrap_or_else(|| panic!("{topic} has no route"));

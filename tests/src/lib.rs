@@ -17,4 +17,5 @@
 pub mod conformance;
 pub mod consume;
 pub mod harness;
+pub mod orderly;
 pub mod sim;
