@@ -14,6 +14,16 @@
 //! of ours: `BENCH_RUNTIMES=blocking,smol` picks runtimes, `BENCH_REPEAT=3`
 //! drains three times with each, `BENCH_JAVA=0` skips the Java consumer, and
 //! `BENCH_WRAP="perf record -g -o F"` runs each of our children under a tool.
+//!
+//! `bench orderly [count] [size]` is the same for orderly consumption: our
+//! consumers started with `start_orderly` (a sync listener returning
+//! `OrderlyResult::Success`, on every runtime) and the Java consumer with a
+//! `MessageListenerOrderly`, all at the same settings (1 message per call, 20
+//! consume threads, pulls of 32), on the same 8-queue layout; the ratios are
+//! against the Java orderly consumer. A queue is processed one message at a
+//! time, so the default backlog is smaller: 200,000 of 128 B. The same
+//! `BENCH_RUNTIMES`, `BENCH_REPEAT`, `BENCH_JAVA` and `BENCH_WRAP` apply, e.g.
+//! `BENCH_REPEAT=3 cargo run --release -p rocketmq-tests --bin bench -- orderly 200000 128`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +33,7 @@ use rocketmq_core::protocol::message::Message;
 use rocketmq_tests::conformance::interop_classes;
 use rocketmq_tests::harness::{Cluster, ClusterConfig};
 
+/// Seconds of sending before the producer benchmark starts measuring.
 const WARMUP: u64 = 5;
 
 /// CPU seconds (user + system) this process has used, from `/proc/self/stat`
@@ -41,16 +52,22 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// One producer's measured window.
 struct Run {
+    /// Messages sent in the window.
     sent: u64,
+    /// The window's length.
     seconds: f64,
+    /// The process's CPU seconds over the window.
     cpu_seconds: f64,
 }
 
 impl Run {
+    /// Messages per second.
     fn rate(&self) -> f64 {
         self.sent as f64 / self.seconds
     }
+    /// CPU microseconds per message.
     fn cpu_us_per_msg(&self) -> f64 {
         self.cpu_seconds * 1e6 / self.sent as f64
     }
@@ -75,6 +92,8 @@ fn runtime() -> tokio::runtime::Runtime {
     .expect("tokio runtime")
 }
 
+/// Sends from `threads` tasks of our tokio producer for [`WARMUP`] and then
+/// `seconds` seconds, and measures the second part.
 fn ours(namesrv: &str, topic: &str, threads: usize, size: usize, seconds: u64) -> Run {
     let rt = runtime();
     rt.block_on(async {
@@ -134,6 +153,7 @@ fn ours(namesrv: &str, topic: &str, threads: usize, size: usize, seconds: u64) -
     })
 }
 
+/// Runs `tests/java/interop/BenchProducer.java` with the same load as [`ours`].
 fn java(cluster: &Cluster, topic: &str, threads: usize, size: usize, seconds: u64) -> Run {
     let dist = cluster.distribution();
     let classes = interop_classes(cluster);
@@ -176,13 +196,17 @@ fn java(cluster: &Cluster, topic: &str, threads: usize, size: usize, seconds: u6
     }
 }
 
+/// `bench [threads] [size] [seconds]`, `bench consume …` or `bench orderly …`;
+/// see the crate's documentation.
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
-    if mode == "consume-child" {
-        return consume_child();
-    }
-    if mode == "consume" {
-        return consume_bench();
+    for listening in [Listening::Concurrent, Listening::Orderly] {
+        if mode == listening.mode() {
+            return consume_bench(listening);
+        }
+        if mode.strip_suffix("-child") == Some(listening.mode()) {
+            return consume_child(listening);
+        }
     }
     let arg = |i: usize, default: u64| {
         std::env::args()
@@ -233,15 +257,70 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// How the consumer benchmarks' listeners take their messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listening {
+    /// `bench consume`: concurrently (Java's `MessageListenerConcurrently`).
+    Concurrent,
+    /// `bench orderly`: one message per queue at a time, in offset order, under
+    /// the queue's broker lock (Java's `MessageListenerOrderly`).
+    Orderly,
+}
+
+impl Listening {
+    /// The benchmark's mode on the command line; its children's is this
+    /// followed by `-child`.
+    fn mode(self) -> &'static str {
+        match self {
+            Self::Concurrent => "consume",
+            Self::Orderly => "orderly",
+        }
+    }
+    /// The word for it in the report and on `BenchConsumer.java`'s command line.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Concurrent => "concurrent",
+            Self::Orderly => "orderly",
+        }
+    }
+    /// The backlog drained when the command line names none.
+    fn default_count(self) -> u64 {
+        match self {
+            Self::Concurrent => 1_000_000,
+            Self::Orderly => 200_000,
+        }
+    }
+    /// The prefix of the consumer groups, a new one per drain.
+    fn group_prefix(self) -> &'static str {
+        match self {
+            Self::Concurrent => "bench-drain",
+            Self::Orderly => "bench-orderly",
+        }
+    }
+    /// The Java consumer's row in the table.
+    fn java_name(self) -> &'static str {
+        match self {
+            Self::Concurrent => "Java push consumer",
+            Self::Orderly => "Java orderly consumer",
+        }
+    }
+}
+
 /// One drain, as a child process reports it.
 struct Drain {
+    /// Messages the listener was given.
     consumed: u64,
+    /// Seconds from the consumer's start to the last message of the backlog.
     seconds: f64,
+    /// The process's CPU seconds over the drain.
     cpu_seconds: f64,
+    /// The process's peak resident set, KiB.
     peak_rss_kib: u64,
 }
 
 impl Drain {
+    /// The drain a child's output reports on its last result line; panics if
+    /// there is none or the child did not consume the whole backlog.
     fn from_line(output: &str, who: &str) -> Self {
         let line = output
             .lines()
@@ -260,18 +339,30 @@ impl Drain {
             peak_rss_kib: v["peakRssKib"].as_u64().unwrap_or(0),
         }
     }
+    /// Messages per second.
     fn rate(&self) -> f64 {
         self.consumed as f64 / self.seconds
     }
+    /// CPU microseconds per message.
     fn cpu_us_per_msg(&self) -> f64 {
         self.cpu_seconds * 1e6 / self.consumed as f64
     }
 }
 
-/// `bench consume-child <runtime> <namesrv> <topic> <group> <count>`: drains
-/// with our consumer on one runtime and prints one JSON line.
-fn consume_child() {
-    use rocketmq_core::consumer::{ConsumeContext, ConsumeFrom, ConsumeResult};
+/// Runs `future` to completion on smol's executor (`smol`) or async-std's.
+fn block_on<F: std::future::Future>(smol: bool, future: F) -> F::Output {
+    if smol {
+        smol::block_on(future)
+    } else {
+        async_std::task::block_on(future)
+    }
+}
+
+/// `bench consume-child <runtime> <namesrv> <topic> <group> <count>` (or
+/// `orderly-child …`): drains with our consumer on one runtime, with a
+/// listener that only counts, and prints one JSON line.
+fn consume_child(listening: Listening) {
+    use rocketmq_core::consumer::{ConsumeContext, ConsumeFrom, ConsumeResult, OrderlyResult};
     use rocketmq_core::protocol::message::MessageExt;
     use std::sync::atomic::AtomicU64;
     let args: Vec<String> = std::env::args().collect();
@@ -316,13 +407,26 @@ fn consume_child() {
                 .expect("runtime");
             rt.block_on(async {
                 let note = note.clone();
-                let c = options!(rocketmq_tokio::PushConsumer::builder(group.as_str()))
-                    .start_async(move |m: Vec<MessageExt>, _: ConsumeContext| {
-                        note(m.len());
-                        async { ConsumeResult::Success }
-                    })
-                    .await
-                    .expect("start");
+                let builder = options!(rocketmq_tokio::PushConsumer::builder(group.as_str()));
+                let c = match listening {
+                    Listening::Concurrent => {
+                        builder
+                            .start_async(move |m: Vec<MessageExt>, _: ConsumeContext| {
+                                note(m.len());
+                                async { ConsumeResult::Success }
+                            })
+                            .await
+                    }
+                    Listening::Orderly => {
+                        builder
+                            .start_orderly(move |m: &[MessageExt], _: &ConsumeContext| {
+                                note(m.len());
+                                OrderlyResult::Success
+                            })
+                            .await
+                    }
+                }
+                .expect("start");
                 while done_at.lock().map(|d| d.is_none()).unwrap_or(true)
                     && t0.elapsed() < Duration::from_secs(600)
                 {
@@ -333,27 +437,45 @@ fn consume_child() {
         }
         "async-std" | "smol" => {
             let note = note.clone();
-            let start = options!(rocketmq_async_std::PushConsumer::builder(group.as_str()))
-                .start_async(move |m: Vec<MessageExt>, _: ConsumeContext| {
-                    note(m.len());
-                    async { ConsumeResult::Success }
-                });
-            let c = if runtime == "smol" {
-                smol::block_on(start)
-            } else {
-                async_std::task::block_on(start)
+            let smol = runtime == "smol";
+            let builder = options!(rocketmq_async_std::PushConsumer::builder(group.as_str()));
+            let c = match listening {
+                Listening::Concurrent => block_on(
+                    smol,
+                    builder.start_async(move |m: Vec<MessageExt>, _: ConsumeContext| {
+                        note(m.len());
+                        async { ConsumeResult::Success }
+                    }),
+                ),
+                Listening::Orderly => block_on(
+                    smol,
+                    builder.start_orderly(move |m: &[MessageExt], _: &ConsumeContext| {
+                        note(m.len());
+                        OrderlyResult::Success
+                    }),
+                ),
             }
             .expect("start");
             wait();
             let _ = smol::block_on(c.shutdown());
         }
         _ => {
-            let c = options!(rocketmq_blocking::PushConsumer::builder(group.as_str()))
-                .start(move |m: &[MessageExt], _: &ConsumeContext| {
-                    note(m.len());
-                    ConsumeResult::Success
-                })
-                .expect("start");
+            let builder = options!(rocketmq_blocking::PushConsumer::builder(group.as_str()));
+            let c = match listening {
+                Listening::Concurrent => {
+                    builder.start(move |m: &[MessageExt], _: &ConsumeContext| {
+                        note(m.len());
+                        ConsumeResult::Success
+                    })
+                }
+                Listening::Orderly => {
+                    builder.start_orderly(move |m: &[MessageExt], _: &ConsumeContext| {
+                        note(m.len());
+                        OrderlyResult::Success
+                    })
+                }
+            }
+            .expect("start");
             wait();
             let _ = c.shutdown();
         }
@@ -407,14 +529,21 @@ fn fill(namesrv: &str, topic: &str, count: usize, size: usize) {
     });
 }
 
-fn consume_bench() {
+/// `bench consume [count] [size]` or `bench orderly [count] [size]`: loads the
+/// backlog, drains it with each of our runtimes and then with the Java
+/// consumer, each listening the same way, and prints the table.
+fn consume_bench(listening: Listening) {
     let arg = |i: usize, default: u64| {
         std::env::args()
             .nth(i)
             .and_then(|a| a.parse().ok())
             .unwrap_or(default)
     };
-    let (count, size) = (arg(2, 1_000_000) as usize, arg(3, 128) as usize);
+    let (count, size) = (
+        arg(2, listening.default_count()) as usize,
+        arg(3, 128) as usize,
+    );
+    let label = listening.label();
     println!("starting RocketMQ (NameServer + 1 broker) ...");
     let cluster = Cluster::start(ClusterConfig::with_brokers(1)).expect("cluster");
     let topic = "BenchDrain";
@@ -450,15 +579,16 @@ fn consume_bench() {
                 .map(str::to_owned)
                 .collect::<Vec<_>>();
             command.push(me.display().to_string());
+            let prefix = listening.group_prefix();
             let group = if round == 0 {
-                format!("bench-drain-{runtime}")
+                format!("{prefix}-{runtime}")
             } else {
-                format!("bench-drain-{runtime}-{round}")
+                format!("{prefix}-{runtime}-{round}")
             };
             let out = std::process::Command::new(&command[0])
                 .args(&command[1..])
                 .args([
-                    "consume-child",
+                    &format!("{}-child", listening.mode()),
                     runtime,
                     &cluster.namesrv_addr(),
                     topic,
@@ -476,6 +606,7 @@ fn consume_bench() {
     }
     // BENCH_JAVA=0 skips the Java consumer (while measuring changes of ours).
     if std::env::var("BENCH_JAVA").is_ok_and(|v| v == "0") {
+        println!("{label} consumption, {count} messages of {size} B (no Java consumer):");
         for (name, d) in &runs {
             println!(
                 "{name:<22} {:>12.0} msgs/s {:>8.2} CPU s {:>8.1} peak RSS MiB",
@@ -488,7 +619,7 @@ fn consume_bench() {
     }
     let dist = cluster.distribution();
     let classes = interop_classes(&cluster);
-    let work = cluster.run_dir().join("bench-java-consumer");
+    let work = cluster.run_dir().join(format!("bench-java-{label}"));
     std::fs::create_dir_all(&work).expect("work dir");
     let mut jvm = dist
         .jvm("BenchConsumer", work.join("bench.out"))
@@ -499,9 +630,10 @@ fn consume_bench() {
         .args([
             cluster.namesrv_addr(),
             topic.to_owned(),
-            "bench-drain-java".to_owned(),
+            format!("{}-java", listening.group_prefix()),
             count.to_string(),
             timeout.to_string(),
+            label.to_owned(),
         ])
         .spawn()
         .expect("start the Java consumer");
@@ -514,6 +646,10 @@ fn consume_bench() {
         "the Java consumer failed:\n{output}"
     );
     let java = Drain::from_line(&output, "Java");
+    let java_name = listening.java_name();
+    println!(
+        "{label} consumption, {count} messages of {size} B; x columns are against the {java_name}:"
+    );
     println!(
         "{:<22} {:>12} {:>8} {:>12} {:>12} {:>10} {:>10} {:>8}",
         "client", "msgs/s", "CPU s", "CPU us/msg", "peak RSS MiB", "x msgs/s", "x CPU/msg", "x RSS"
@@ -533,7 +669,7 @@ fn consume_bench() {
     for (name, d) in &runs {
         row(name, d);
     }
-    row("Java push consumer", &java);
+    row(java_name, &java);
     let json: Vec<String> = runs
         .iter()
         .chain(std::iter::once(&("java".to_owned(), java)))
@@ -546,5 +682,8 @@ fn consume_bench() {
             )
         })
         .collect();
-    println!("{{\"count\":{count},\"size\":{size},{}}}", json.join(","));
+    println!(
+        "{{\"mode\":\"{label}\",\"count\":{count},\"size\":{size},{}}}",
+        json.join(",")
+    );
 }
