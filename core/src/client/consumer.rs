@@ -1648,7 +1648,11 @@ impl Client {
         };
         let mut flags = pull_flag::SUSPEND | pull_flag::SUBSCRIPTION;
         // Only a clustering group's offsets live on the broker (Java's rule).
-        if committed > 0 && c.local.is_none() {
+        // An orderly queue's offset is written only by UPDATE_CONSUMER_OFFSET:
+        // the broker runs pulls and offset writes on different threads, so a
+        // pull's older offset could land after the write made when the queue
+        // was handed over, and its next owner would start too early.
+        if committed > 0 && c.local.is_none() && !c.config.orderly {
             flags |= pull_flag::COMMIT_OFFSET;
         }
         let header = PullMessageRequestHeader {
