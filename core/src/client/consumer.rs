@@ -271,6 +271,9 @@ struct Consumer {
     /// same queue is out could be undone by it: a queue is unlocked only
     /// once none is out.
     locking: BTreeMap<MessageQueue, u32>,
+    /// Orderly clustering: released queues whose offset write is out; they
+    /// are unlocked once it is answered.
+    releasing: BTreeSet<MessageQueue>,
 }
 
 /// A broadcasting consumer's offset file and the one write allowed out at a time.
@@ -677,6 +680,7 @@ impl Client {
                 lock_at: now + LOCK_INTERVAL,
                 lock_retry_at: None,
                 locking: BTreeMap::new(),
+                releasing: BTreeSet::new(),
             },
         );
         self.heartbeat_at = Some(now);

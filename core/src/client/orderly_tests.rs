@@ -301,3 +301,33 @@ fn shutdown_writes_the_offsets_then_unlocks_with_the_unregister_once_no_lock_is_
         .iter()
         .any(|o| matches!(o, Output::Reply { call: c, result: Ok(Reply::Done) } if *c == call)));
 }
+
+#[test]
+fn a_released_queue_is_unlocked_after_its_offset_write_even_when_a_renewal_answers_first() {
+    let (mut h, broker, _pulls) = locked(orderly(), &[0, 1, 2, 3]);
+    // At 20 s the locks are renewed and the group listed again.
+    let out = h.advance(LOCK_INTERVAL);
+    let renew = of_code(&out, RequestCode::LOCK_BATCH_MQ);
+    assert_eq!(lock_ids(&renew[0]), BTreeSet::from([0, 1, 2, 3]));
+    // While the renewal is out, a second member takes queues 2 and 3.
+    let list = &of_code(&out, RequestCode::GET_CONSUMER_LIST_BY_GROUP)[0];
+    let ids = ConsumerIdList {
+        consumer_id_list: vec![h.client.client_id().to_owned(), "~other@1".into()],
+    };
+    let out = h.respond(broker, ok(list.opaque).with_body(ids.encode()));
+    let writes = of_code(&out, RequestCode::UPDATE_CONSUMER_OFFSET);
+    assert_eq!(writes.len(), 2, "queues 2 and 3 write their offsets");
+    assert!(of_code(&out, RequestCode::UNLOCK_BATCH_MQ).is_empty());
+    // The renewal wins all four again: the released two are not unlocked
+    // before their offsets are written.
+    let out = grant(&mut h, broker, &renew[0], &[0, 1, 2, 3]);
+    assert!(of_code(&out, RequestCode::UNLOCK_BATCH_MQ).is_empty());
+    let mut unlocked = BTreeSet::new();
+    for w in &writes {
+        let out = h.respond(broker, ok(w.opaque));
+        for u in of_code(&out, RequestCode::UNLOCK_BATCH_MQ) {
+            unlocked.extend(lock_ids(&u));
+        }
+    }
+    assert_eq!(unlocked, BTreeSet::from([2, 3]));
+}

@@ -243,7 +243,7 @@ impl Client {
                 });
                 let gone: Vec<MessageQueue> = queues
                     .into_iter()
-                    .filter(|q| !c.queues.contains_key(q))
+                    .filter(|q| !c.queues.contains_key(q) && !c.releasing.contains(q))
                     .collect();
                 self.send_unlock(now, group, gone, false);
                 self.lock_again_soon(now, group);
@@ -257,7 +257,9 @@ impl Client {
         for q in queues {
             let locked = won.contains(&q);
             let Some(slot) = c.queues.get_mut(&q) else {
-                if locked {
+                // Won for a queue gone meanwhile: given back, after its
+                // offset write if that is out.
+                if locked && !c.releasing.contains(&q) {
                     stray.push(q);
                 }
                 continue;
@@ -492,20 +494,25 @@ impl Client {
             };
             self.write_offset(now, group, queue, o.committed, op)
         });
-        if !written {
+        if written {
+            if let Some(c) = self.consumers.groups.get_mut(group) {
+                c.releasing.insert(queue.clone());
+            }
+        } else {
             self.unlock_released(now, group, queue);
         }
         self.room_freed(now, group);
     }
 
     /// Unlocks a released queue unless it is ours again, or a lock request of
-    /// it is out (the answer to that gives the lock back).
+    /// it is out (the answer to that gives the lock back), or its offset write
+    /// is out (its answer does).
     fn unlock_released(&mut self, now: Instant, group: &str, queue: &MessageQueue) {
-        let keep = self
-            .consumers
-            .groups
-            .get(group)
-            .is_some_and(|c| c.queues.contains_key(queue) || c.locking.contains_key(queue));
+        let keep = self.consumers.groups.get(group).is_some_and(|c| {
+            c.queues.contains_key(queue)
+                || c.locking.contains_key(queue)
+                || c.releasing.contains(queue)
+        });
         if !keep {
             self.send_unlock(now, group, vec![queue.clone()], false);
         }
@@ -524,6 +531,9 @@ impl Client {
             // The next owner may start a little earlier: duplicates, no loss.
             Ok(cmd) => self.offset_failed(group, &queue, remote(cmd.response_code(), &cmd)),
             Err(e) => self.offset_failed(group, &queue, e),
+        }
+        if let Some(c) = self.consumers.groups.get_mut(group) {
+            c.releasing.remove(&queue);
         }
         self.unlock_released(now, group, &queue);
     }
