@@ -1,7 +1,7 @@
 //! The push consumer under the real Java admin tool (`mqadmin`, rocketmq-tools
 //! 5.3.3 from Maven Central), on every runtime: an operator's offset reset by
 //! time makes a running consumer read again from there, and `consumerStatus`
-//! shows the consumer's running info.
+//! shows the consumer's running info (an orderly one's with its locks).
 //!
 //! Needs `java` and (first run) `mvn` with access to Maven Central; fails, loudly,
 //! without them.
@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rocketmq_core::consumer::{ConsumeResult, OrderlyResult};
 use rocketmq_core::protocol::message::Message;
 use rocketmq_core::QueueSelector;
 use rocketmq_tests::conformance::{config, send_concurrently, AsyncStd, Blocking, Smol, Tokio};
@@ -174,4 +175,79 @@ fn admin_smol() {
 #[test]
 fn admin_blocking() {
     admin::<Blocking>();
+}
+
+/// `consumerStatus` of an orderly consumer shows it as orderly, with every
+/// queue it holds locked.
+fn orderly_status<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let namesrv = cluster.namesrv_addr();
+    let topic = format!("AdminOrderly-{}", R::NAME);
+    let group = format!("admin-orderly-{}", R::NAME);
+    cluster.create_topic(&topic, 4).expect("topic");
+    let producer = R::start(config(&namesrv));
+    for (i, (_, r)) in send_concurrently(&producer, "admin-producer", &topic, COUNT, 4, |_| {
+        QueueSelector::RoundRobin
+    })
+    .into_iter()
+    .enumerate()
+    {
+        r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+    }
+    let seen: Seen = Arc::default();
+    let counted = counting(&seen);
+    let listener = Arc::new(move |m: &[_], c: &_| match counted(m, c) {
+        ConsumeResult::Success => OrderlyResult::Success,
+        ConsumeResult::ReconsumeLater { .. } => OrderlyResult::SUSPEND,
+    });
+    let o = options(&namesrv, &group, &topic);
+    let client_id = o.client.client_id();
+    let consumer = R::start_orderly(o, listener, false)
+        .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+    let all = wait_until(Duration::from_secs(60), || {
+        seen.lock().map(|s| s.len() >= COUNT).unwrap_or(false)
+    });
+    assert!(all, "{}: consumed: {:?}", R::NAME, consumer.stats());
+    let status = mqadmin(
+        cluster,
+        &format!("orderly-status-{}", R::NAME),
+        &[
+            "consumerStatus".into(),
+            "-g".into(),
+            group.clone(),
+            "-i".into(),
+            client_id,
+        ],
+    );
+    let locked = status.matches("locked=true").count();
+    consumer.shutdown().expect("shutdown");
+    producer.shutdown();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("PROP_CONSUMEORDERLY") && l.contains("true")),
+        "{}: consumerStatus shows an orderly consumer:\n{status}",
+        R::NAME
+    );
+    // The topic's 4 queues and the retry topic's 1.
+    assert_eq!(
+        locked,
+        5,
+        "{}: consumerStatus shows each queue locked:\n{status}",
+        R::NAME
+    );
+    eprintln!(
+        "[{}] consumerStatus shows the orderly consumer with its {locked} queues locked",
+        R::NAME
+    );
+}
+
+#[test]
+fn orderly_status_tokio() {
+    orderly_status::<Tokio>();
+}
+
+#[test]
+fn orderly_status_blocking() {
+    orderly_status::<Blocking>();
 }
