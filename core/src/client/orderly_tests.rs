@@ -12,7 +12,7 @@ use crate::consumer::{ConsumerConfig, OrderlyResult};
 use crate::protocol::body::{ConsumerIdList, LockBatchRequestBody, LockBatchResponseBody};
 use crate::protocol::header::{
     ConsumerSendMsgBackRequestHeader, NotifyConsumerIdsChangedRequestHeader,
-    QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
     UpdateConsumerOffsetRequestHeader,
 };
 
@@ -267,6 +267,24 @@ fn a_queue_taken_away_finishes_its_batch_writes_its_offset_then_unlocks() {
     };
     let held: Vec<i32> = stats.queues.iter().map(|(q, _)| q.queue_id).collect();
     assert_eq!(held, [0, 1]);
+    // A minute on, nothing was asked of them: no lock, pull or offset write.
+    let mut asked = BTreeSet::new();
+    for _ in 0..120 {
+        for (_, r) in transmits(&h.advance(Duration::from_millis(500))) {
+            match r.request_code() {
+                RequestCode::LOCK_BATCH_MQ => asked.extend(lock_ids(&r)),
+                RequestCode::PULL_MESSAGE => {
+                    asked.insert(r.header::<PullMessageRequestHeader>().unwrap().queue_id);
+                }
+                RequestCode::UPDATE_CONSUMER_OFFSET => {
+                    let h: UpdateConsumerOffsetRequestHeader = r.header().unwrap();
+                    asked.insert(h.queue_id);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(asked.is_subset(&BTreeSet::from([0, 1])), "{asked:?}");
 }
 
 #[test]
