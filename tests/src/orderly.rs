@@ -392,3 +392,101 @@ pub fn summary(d: &[Duration]) -> String {
         _ => "no queues".to_owned(),
     }
 }
+
+/// One queue of ten messages; the odd ones always fail. With max reconsume
+/// times 2, each odd message is delivered three times (reconsume counts 0, 1,
+/// 2), then goes to the group's DLQ, and only then does the queue move on:
+/// the listener sees exactly `0, 1, 1, 1, 2, 3, 3, 3, ...`. The DLQ holds the
+/// odd ones.
+pub fn orderly_dead_letter<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str) {
+    const COUNT: usize = 10;
+    let producer = R::start(config(namesrv));
+    for i in 0..COUNT {
+        let m = Message::new(topic, Bytes::from(format!("dead letter {i}")))
+            .with_property("index", i.to_string());
+        let r = producer
+            .send("orderly-dlq-producer", m)
+            .unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+        assert_eq!(r.status, SendStatus::Ok);
+    }
+    let seen: Arc<Mutex<Vec<(usize, i32)>>> = Arc::default();
+    let log = seen.clone();
+    let listener: crate::consume::SharedOrderlyListener =
+        Arc::new(move |messages: &[MessageExt], _: &ConsumeContext| {
+            let mut log = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut fail = false;
+            for m in messages {
+                let index: usize = m
+                    .property("index")
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or(usize::MAX);
+                log.push((index, m.reconsume_times));
+                fail |= index % 2 == 1;
+            }
+            if fail {
+                OrderlyResult::SUSPEND
+            } else {
+                OrderlyResult::Success
+            }
+        });
+    let group = format!("{topic}-group");
+    let mut o = options(namesrv, &group, topic);
+    o.consumer.max_reconsume_times = 2;
+    o.consumer.suspend_time = Duration::from_millis(10);
+    let consumer = R::start_orderly(o, listener, false)
+        .unwrap_or_else(|e| panic!("{}: start failed: {e}", R::NAME));
+    let expected: Vec<(usize, i32)> = (0..COUNT)
+        .flat_map(|i| {
+            let times = if i % 2 == 1 { 0..3 } else { 0..1 };
+            times.map(move |t| (i, t))
+        })
+        .collect();
+    let done = wait_until(Duration::from_secs(60), || {
+        seen.lock()
+            .map(|s| s.len() >= expected.len())
+            .unwrap_or(false)
+    });
+    let dlq = format!("{}{group}", rocketmq_core::client::DLQ_PREFIX);
+    let mut in_dlq: Vec<usize> = Vec::new();
+    let found = done
+        && wait_until(Duration::from_secs(30), || {
+            let Ok(route) = producer.query_route(&dlq) else {
+                return false;
+            };
+            in_dlq = route
+                .subscribe_queues(&dlq)
+                .iter()
+                .flat_map(|q| crate::conformance::pull_all(&producer, "dlq-reader", q, None))
+                .filter_map(|m| m.property("index").and_then(|i| i.parse().ok()))
+                .collect();
+            in_dlq.len() >= COUNT / 2
+        });
+    let stats = consumer
+        .stats()
+        .unwrap_or_else(|e| panic!("{}: stats: {e}", R::NAME));
+    consumer
+        .shutdown()
+        .unwrap_or_else(|e| panic!("{}: shutdown failed: {e}", R::NAME));
+    producer.shutdown();
+    let seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert_eq!(
+        seen,
+        expected,
+        "{}: deliveries as (index, reconsume times)",
+        R::NAME
+    );
+    in_dlq.sort_unstable();
+    assert!(found, "{}: the DLQ has the odd ones: {in_dlq:?}", R::NAME);
+    assert_eq!(in_dlq, [1, 3, 5, 7, 9], "{}: exactly the odd ones", R::NAME);
+    assert_eq!(
+        (stats.consumed, stats.failed, stats.sent_back),
+        (5, 15, 5),
+        "{}: {stats:?}",
+        R::NAME
+    );
+}

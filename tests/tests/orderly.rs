@@ -55,3 +55,34 @@ fn orderly_group_smol_async_listener() {
 fn orderly_group_blocking() {
     group::<Blocking>(false);
 }
+
+fn dead_letter<R: ConsumerRuntime + Sync>() {
+    let cluster = shared();
+    let topic = format!("OrderlyDlq-{}", R::NAME);
+    cluster.create_topic(&topic, 1).expect("topic");
+    orderly::orderly_dead_letter::<R>(&cluster.namesrv_addr(), &topic);
+    eprintln!(
+        "[{}] orderly: each failing message delivered 3 times in place, then to the DLQ; the queue moved on after each",
+        R::NAME
+    );
+}
+
+#[test]
+fn orderly_dead_letter_tokio() {
+    dead_letter::<Tokio>();
+}
+
+#[test]
+fn orderly_dead_letter_async_std() {
+    dead_letter::<AsyncStd>();
+}
+
+#[test]
+fn orderly_dead_letter_smol() {
+    dead_letter::<Smol>();
+}
+
+#[test]
+fn orderly_dead_letter_blocking() {
+    dead_letter::<Blocking>();
+}
