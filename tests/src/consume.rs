@@ -298,6 +298,33 @@ impl ConsumerRuntime for Blocking {
     }
 }
 
+/// The `index` properties of what `group`'s DLQ holds, sorted, once it holds
+/// at least `want` messages (read through `client` with plain pulls), and
+/// whether it came to hold that many within `limit`.
+pub fn dead_letters<R: Runtime>(
+    client: &R,
+    group: &str,
+    want: usize,
+    limit: Duration,
+) -> (bool, Vec<usize>) {
+    let dlq = format!("{}{group}", rocketmq_core::client::DLQ_PREFIX);
+    let mut found: Vec<usize> = Vec::new();
+    let enough = wait_until(limit, || {
+        let Ok(route) = client.query_route(&dlq) else {
+            return false;
+        };
+        found = route
+            .subscribe_queues(&dlq)
+            .iter()
+            .flat_map(|q| crate::conformance::pull_all(client, "dlq-reader", q, None))
+            .filter_map(|m| m.property("index").and_then(|i| i.parse().ok()))
+            .collect();
+        found.len() >= want
+    });
+    found.sort_unstable();
+    (enough, found)
+}
+
 /// Settings for a test consumer of `group` on `topic` reading from the start.
 pub fn options(namesrv: &str, group: &str, topic: &str) -> ConsumerOptions {
     let mut o = ConsumerOptions::new(group);
@@ -779,21 +806,7 @@ pub fn retry_and_dead_letter<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &s
         );
     }
     // The odd ones went to the DLQ after their second failure.
-    let dlq = format!("{}{group}", rocketmq_core::client::DLQ_PREFIX);
-    let mut in_dlq: Vec<usize> = Vec::new();
-    let found = wait_until(Duration::from_secs(60), || {
-        let Ok(route) = producer.query_route(&dlq) else {
-            return false;
-        };
-        in_dlq = route
-            .subscribe_queues(&dlq)
-            .iter()
-            .flat_map(|q| crate::conformance::pull_all(&producer, "dlq-reader", q, None))
-            .filter_map(|m| m.property("index").and_then(|i| i.parse().ok()))
-            .collect();
-        in_dlq.len() >= COUNT / 2
-    });
-    in_dlq.sort_unstable();
+    let (found, in_dlq) = dead_letters(&producer, &group, COUNT / 2, Duration::from_secs(60));
     assert!(
         found,
         "{}: the DLQ has the always-failing messages: {in_dlq:?}",

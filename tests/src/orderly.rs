@@ -16,7 +16,9 @@ use rocketmq_core::protocol::MessageQueue;
 use rocketmq_core::{QueueSelector, SendStatus};
 
 use crate::conformance::{config, Runtime};
-use crate::consume::{broker_queues, options, wait_until, ConsumerRuntime, RunningConsumer};
+use crate::consume::{
+    broker_queues, dead_letters, options, wait_until, ConsumerRuntime, RunningConsumer,
+};
 use crate::harness::rpc;
 
 /// Keys, each with its own sequence.
@@ -448,21 +450,11 @@ pub fn orderly_dead_letter<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str
             .map(|s| s.len() >= expected.len())
             .unwrap_or(false)
     });
-    let dlq = format!("{}{group}", rocketmq_core::client::DLQ_PREFIX);
-    let mut in_dlq: Vec<usize> = Vec::new();
-    let found = done
-        && wait_until(Duration::from_secs(30), || {
-            let Ok(route) = producer.query_route(&dlq) else {
-                return false;
-            };
-            in_dlq = route
-                .subscribe_queues(&dlq)
-                .iter()
-                .flat_map(|q| crate::conformance::pull_all(&producer, "dlq-reader", q, None))
-                .filter_map(|m| m.property("index").and_then(|i| i.parse().ok()))
-                .collect();
-            in_dlq.len() >= COUNT / 2
-        });
+    let (found, in_dlq) = if done {
+        dead_letters(&producer, &group, COUNT / 2, Duration::from_secs(30))
+    } else {
+        (false, Vec::new())
+    };
     let stats = consumer
         .stats()
         .unwrap_or_else(|e| panic!("{}: stats: {e}", R::NAME));
@@ -480,7 +472,6 @@ pub fn orderly_dead_letter<R: ConsumerRuntime + Sync>(namesrv: &str, topic: &str
         "{}: deliveries as (index, reconsume times)",
         R::NAME
     );
-    in_dlq.sort_unstable();
     assert!(found, "{}: the DLQ has the odd ones: {in_dlq:?}", R::NAME);
     assert_eq!(in_dlq, [1, 3, 5, 7, 9], "{}: exactly the odd ones", R::NAME);
     assert_eq!(

@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rocketmq_core::consumer::{ConsumeResult, OrderlyResult};
 use rocketmq_core::protocol::message::Message;
 use rocketmq_core::QueueSelector;
-use rocketmq_tests::conformance::{config, send_concurrently, AsyncStd, Blocking, Smol, Tokio};
+use rocketmq_tests::conformance::{
+    config, send_concurrently, AsyncStd, Blocking, Runtime, Smol, Tokio,
+};
 use rocketmq_tests::consume::{
     counting, options, wait_until, ConsumerRuntime, RunningConsumer, Seen,
 };
@@ -48,6 +50,24 @@ fn mqadmin(cluster: &Cluster, name: &str, args: &[String]) -> String {
     output
 }
 
+/// `mqadmin consumerStatus` of one client of `group`: what it printed.
+fn consumer_status(cluster: &Cluster, name: &str, group: &str, client_id: &str) -> String {
+    let args = ["consumerStatus", "-g", group, "-i", client_id].map(str::to_owned);
+    mqadmin(cluster, name, &args)
+}
+
+/// Sends [`COUNT`] test messages to `topic`, round robin over its queues.
+fn send_all<R: Runtime + Sync>(producer: &R, topic: &str) {
+    for (i, (_, r)) in send_concurrently(producer, "admin-producer", topic, COUNT, 4, |_| {
+        QueueSelector::RoundRobin
+    })
+    .into_iter()
+    .enumerate()
+    {
+        r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
+    }
+}
+
 fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -62,14 +82,7 @@ fn admin<R: ConsumerRuntime + Sync>() {
     cluster.create_topic(&topic, 4).expect("topic");
     let producer = R::start(config(&namesrv));
     let before = wall_ms() - 1000;
-    for (i, (_, r)) in send_concurrently(&producer, "admin-producer", &topic, COUNT, 4, |_| {
-        QueueSelector::RoundRobin
-    })
-    .into_iter()
-    .enumerate()
-    {
-        r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
-    }
+    send_all(&producer, &topic);
     let seen: Seen = Arc::default();
     let o = options(&namesrv, &group, &topic);
     let client_id = o.client.client_id();
@@ -81,17 +94,7 @@ fn admin<R: ConsumerRuntime + Sync>() {
     assert!(all, "{}: first pass: {:?}", R::NAME, consumer.stats());
 
     // The running info, as the admin tool reads it from this client.
-    let status = mqadmin(
-        cluster,
-        &format!("status-{}", R::NAME),
-        &[
-            "consumerStatus".into(),
-            "-g".into(),
-            group.clone(),
-            "-i".into(),
-            client_id.clone(),
-        ],
-    );
+    let status = consumer_status(cluster, &format!("status-{}", R::NAME), &group, &client_id);
     for needle in [
         "CONSUME_PASSIVELY",
         "#Consumer Subscription#",
@@ -186,14 +189,7 @@ fn orderly_status<R: ConsumerRuntime + Sync>() {
     let group = format!("admin-orderly-{}", R::NAME);
     cluster.create_topic(&topic, 4).expect("topic");
     let producer = R::start(config(&namesrv));
-    for (i, (_, r)) in send_concurrently(&producer, "admin-producer", &topic, COUNT, 4, |_| {
-        QueueSelector::RoundRobin
-    })
-    .into_iter()
-    .enumerate()
-    {
-        r.unwrap_or_else(|e| panic!("{}: send {i} failed: {e}", R::NAME));
-    }
+    send_all(&producer, &topic);
     let seen: Seen = Arc::default();
     let counted = counting(&seen);
     let listener = Arc::new(move |m: &[_], c: &_| match counted(m, c) {
@@ -208,16 +204,11 @@ fn orderly_status<R: ConsumerRuntime + Sync>() {
         seen.lock().map(|s| s.len() >= COUNT).unwrap_or(false)
     });
     assert!(all, "{}: consumed: {:?}", R::NAME, consumer.stats());
-    let status = mqadmin(
+    let status = consumer_status(
         cluster,
         &format!("orderly-status-{}", R::NAME),
-        &[
-            "consumerStatus".into(),
-            "-g".into(),
-            group.clone(),
-            "-i".into(),
-            client_id,
-        ],
+        &group,
+        &client_id,
     );
     let locked = status.matches("locked=true").count();
     consumer.shutdown().expect("shutdown");

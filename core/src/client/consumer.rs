@@ -375,6 +375,24 @@ impl Limits {
 }
 
 impl Consumer {
+    /// Removes a queue's slot, its cache and its turns; false if it had none.
+    fn remove_slot(&mut self, queue: &MessageQueue) -> bool {
+        let Some(mut slot) = self.queues.remove(queue) else {
+            return false;
+        };
+        if let Some(pq) = &mut slot.pq {
+            let (count, bytes) = pq.clear();
+            self.release(count, bytes);
+        }
+        if slot.in_ready {
+            self.ready.retain(|q| **q != *queue);
+        }
+        if slot.pull == PullState::Full {
+            self.waiting.retain(|q| **q != *queue);
+        }
+        true
+    }
+
     /// Cached messages left the cache.
     fn release(&mut self, count: usize, bytes: usize) {
         self.cached_count = self.cached_count.saturating_sub(count);
@@ -1288,18 +1306,8 @@ impl Client {
         let Some(c) = self.consumers.groups.get_mut(group) else {
             return;
         };
-        let Some(mut slot) = c.queues.remove(queue) else {
+        if !c.remove_slot(queue) {
             return;
-        };
-        if let Some(pq) = &mut slot.pq {
-            let (count, bytes) = pq.clear();
-            c.release(count, bytes);
-        }
-        if slot.in_ready {
-            c.ready.retain(|q| **q != *queue);
-        }
-        if slot.pull == PullState::Full {
-            c.waiting.retain(|q| **q != *queue);
         }
         // The broker keeps a clustering group's offset for the next owner; a
         // broadcasting consumer keeps its own, in its file, for when the queue

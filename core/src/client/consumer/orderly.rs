@@ -470,18 +470,8 @@ impl Client {
         let Some(c) = self.consumers.groups.get_mut(group) else {
             return;
         };
-        let Some(mut slot) = c.queues.remove(queue) else {
+        if !c.remove_slot(queue) {
             return;
-        };
-        if let Some(pq) = &mut slot.pq {
-            let (count, bytes) = pq.clear();
-            c.release(count, bytes);
-        }
-        if slot.in_ready {
-            c.ready.retain(|q| **q != *queue);
-        }
-        if slot.pull == PullState::Full {
-            c.waiting.retain(|q| **q != *queue);
         }
         let offset = c
             .offsets
