@@ -1258,9 +1258,26 @@ impl Client {
             .groups
             .get(group)
             .is_some_and(Consumer::locks);
+        let orderly = self
+            .consumers
+            .groups
+            .get(group)
+            .is_some_and(|c| c.config.orderly);
         for q in &new {
             self.consumers.next_generation += 1;
             let generation = self.consumers.next_generation;
+            // Orderly: a call of an earlier tenure of the queue that still
+            // runs (its lock had lapsed when the queue went) holds back the
+            // first batch of this one.
+            let out = orderly
+                .then(|| {
+                    self.consumers
+                        .tickets
+                        .iter()
+                        .find(|(_, (g, info))| &**g == group && *info.queue == *q)
+                        .map(|(t, _)| t.0)
+                })
+                .flatten();
             let Some(c) = self.consumers.groups.get_mut(group) else {
                 return;
             };
@@ -1281,7 +1298,7 @@ impl Client {
                     lock_won: None,
                     suspended_until: None,
                     release: None,
-                    batch: None,
+                    batch: out,
                 },
             );
             if !locks {
