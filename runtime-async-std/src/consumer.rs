@@ -65,10 +65,9 @@ pub(crate) fn run(
     match handler {
         Handler::Sync(listener) => {
             ex.spawn(async move {
-                let verdict = blocking::unblock(move || {
-                    listener.run(&delivery.messages, &delivery.context)
-                })
-                .await;
+                let verdict =
+                    blocking::unblock(move || listener.run(&delivery.messages, &delivery.context))
+                        .await;
                 let _ = events.send(Input::consumed(ticket, verdict)).await;
             })
             .detach();

@@ -530,6 +530,16 @@ impl SimBroker {
             .map(|l| l.client_id.as_str())
     }
 
+    /// The live (not expired) queue locks of `group` at `now`: each queue,
+    /// its holder's client id, and when the holder last locked or renewed it.
+    pub fn locks(&self, now: Millis, group: &str) -> Vec<(MessageQueue, &str, Millis)> {
+        self.locks
+            .iter()
+            .filter(|((g, _), l)| g == group && now.saturating_sub(l.last_update) <= LOCK_EXPIRY_MS)
+            .map(|((_, q), l)| (q.clone(), l.client_id.as_str(), l.last_update))
+            .collect()
+    }
+
     /// Pulls held for long polling.
     pub fn parked_pulls(&self) -> usize {
         self.parked.len()

@@ -9,9 +9,12 @@
 //!   through the core's codecs.
 //! * [`world`]: the clock, the network, the client processes, faults and the
 //!   invariant checker.
+//! * [`orderly`]: the checker's orderly invariants (one batch per queue in
+//!   offset order, under the broker's lock).
 
 pub mod broker;
 pub mod namesrv;
+pub mod orderly;
 pub mod rng;
 pub mod world;
 

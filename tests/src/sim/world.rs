@@ -15,7 +15,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rocketmq_core::consumer::{ConsumeResult, ConsumerConfig, Delivery, Selector, Ticket};
+use rocketmq_core::consumer::{
+    ConsumeResult, ConsumerConfig, Delivery, OrderlyResult, Selector, Ticket, Verdict,
+};
+use rocketmq_core::protocol::body::{LockBatchRequestBody, ResetOffsetBody};
 use rocketmq_core::protocol::code::{RequestCode, ResponseCode};
 use rocketmq_core::protocol::command::RemotingCommand;
 use rocketmq_core::protocol::frame::{FrameDecoder, SerializeType, DEFAULT_MAX_FRAME_LEN};
@@ -24,12 +27,14 @@ use rocketmq_core::protocol::header::{
     QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use rocketmq_core::protocol::message::Message;
+use rocketmq_core::protocol::MessageQueue;
 use rocketmq_core::{
     Call, CallId, Client, ClientConfig, ConnId, Input, Output, QueueSelector, Reply,
 };
 
 use super::broker::SimBroker;
 use super::namesrv::SimNameServer;
+use super::orderly::{self, Counters, Delivered, Member, OrderlyCheck};
 use super::rng::SimRng;
 use super::{LinkId, Millis};
 
@@ -72,6 +77,12 @@ const DRAIN_WITHIN: Millis = 600_000;
 const SAME_INSTANT_LIMIT: u32 = 100_000;
 /// Events in a whole run before it is cut off as runaway.
 const EVENT_LIMIT: u64 = 3_000_000;
+/// Orderly: a queue a member no longer holds must be unlocked within this
+/// of its release (the offset write and the unlock, a round trip each).
+const UNLOCK_WITHIN: Millis = 10_000;
+/// Orderly: a fault on a member's links this long before a lock check
+/// excuses a lock left behind (a request timeout, and some).
+const TROUBLE_SLACK: Millis = 5_000;
 
 /// What a seed's run looks like, drawn from the seed (swarm style: each seed
 /// turns features on or off).
@@ -121,6 +132,31 @@ pub struct Knobs {
     pub queue_cache: usize,
     /// Max reconsume times (small, so that some messages reach the DLQ).
     pub max_reconsume: i32,
+    /// The clustering group consumes orderly (locks, one batch per queue).
+    pub orderly: bool,
+    /// The broadcasting members consume orderly too.
+    pub orderly_broadcast: bool,
+    /// Orderly: max reconsume times (-1, the default, is unbounded).
+    pub orderly_max_reconsume: i32,
+    /// Orderly: a listener suspends a message at most this many times in a
+    /// row (its reconsume count says how many so far), so every queue moves
+    /// on even with unbounded retries.
+    pub suspend_streak: i32,
+    /// Orderly: the consumers' default suspension, ms.
+    pub suspend_time: Millis,
+    /// Orderly: one listener call in this many, before the calm, outlives a
+    /// lock (15 to 45 s).
+    pub very_slow_one_in: u64,
+    /// Orderly: how long a release or a shutdown waits for the batch out, ms.
+    pub shutdown_timeout: Millis,
+    /// Orderly: messages per listener call.
+    pub consume_batch: usize,
+    /// Orderly: keyed sequences the producers send (each key to one queue by
+    /// hash; none where the queue set changes: growth, broker crash).
+    pub keys: usize,
+    /// Orderly: consumers stall now and then (the whole process frozen, its
+    /// listener calls too, for seconds to past a broker lock's lifetime).
+    pub stalls: bool,
 }
 
 impl Knobs {
@@ -149,7 +185,44 @@ impl Knobs {
             concurrency: r.between(1, 4) as usize,
             queue_cache: r.between(4, 100) as usize,
             max_reconsume: r.between(1, 3) as i32,
+            orderly: false,
+            orderly_broadcast: false,
+            orderly_max_reconsume: -1,
+            suspend_streak: 0,
+            suspend_time: 1_000,
+            very_slow_one_in: 1_000_000,
+            shutdown_timeout: 10_000,
+            consume_batch: 1,
+            keys: 0,
+            stalls: false,
         }
+        .draw_orderly(&mut r)
+    }
+
+    /// The orderly knobs, drawn after the others (so that those keep their
+    /// values): one seed in three runs the clustering group orderly.
+    fn draw_orderly(mut self, r: &mut SimRng) -> Self {
+        if !r.chance(1, 3) {
+            return self;
+        }
+        self.orderly = true;
+        self.orderly_broadcast = r.chance(1, 2);
+        self.orderly_max_reconsume = if r.chance(1, 3) {
+            r.between(1, 3) as i32
+        } else {
+            -1
+        };
+        self.suspend_streak = r.between(1, 4) as i32;
+        self.suspend_time = *r.pick(&[1_000, 1_000, 100, 2_500]).unwrap_or(&1_000);
+        self.very_slow_one_in = *r.pick(&[1_000_000, 40, 12]).unwrap_or(&40);
+        self.shutdown_timeout = *r.pick(&[10_000, 3_000, 20_000]).unwrap_or(&10_000);
+        self.consume_batch = r.between(1, 3) as usize;
+        let keys = r.between(0, 3) as usize;
+        if !self.grow && !self.broker_crash {
+            self.keys = keys;
+        }
+        self.stalls = r.chance(1, 3);
+        self
     }
 
     /// Whether the run may deliver a message twice: only across a change of
@@ -164,6 +237,7 @@ impl Knobs {
             || self.reset
             || self.grow
             || self.clogs
+            || self.stalls
     }
 }
 
@@ -192,6 +266,10 @@ pub struct Outcome {
     pub max_overlap_ms: Millis,
     /// Events handled.
     pub events: u64,
+    /// What the orderly checks saw.
+    pub orderly: Counters,
+    /// Keyed messages sent (orderly seeds).
+    pub keyed: usize,
 }
 
 /// A run whose checker found a broken invariant.
@@ -226,10 +304,16 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Runs `seed` and judges it.
+/// Runs `seed` and judges it (known core shortcomings counted, not failed:
+/// see [`orderly::Settings::strict`]).
 pub fn run(seed: u64) -> Result<Outcome, Box<Failure>> {
+    run_with(seed, false)
+}
+
+/// Runs `seed` and judges it; `strict`: known core shortcomings fail it.
+pub fn run_with(seed: u64, strict: bool) -> Result<Outcome, Box<Failure>> {
     let knobs = Knobs::draw(seed);
-    let mut world = World::new(seed, knobs);
+    let mut world = World::new(seed, knobs, strict);
     let result = world.run().and_then(|()| world.check());
     let digest = digest(&world.trace);
     match result {
@@ -240,6 +324,15 @@ pub fn run(seed: u64) -> Result<Outcome, Box<Failure>> {
             knobs: world.knobs.clone(),
             trace: std::mem::take(&mut world.trace),
         })),
+    }
+}
+
+/// A queue in a trace line: its queue id, or `R<id>` for a retry topic's.
+fn short_queue(q: &MessageQueue) -> String {
+    if q.topic.starts_with("%RETRY%") {
+        format!("R{}", q.queue_id)
+    } else {
+        q.queue_id.to_string()
     }
 }
 
@@ -314,6 +407,19 @@ struct Proc {
     stopping: bool,
     /// Files written through Output::Persist (survive a crash).
     disk: BTreeMap<String, Bytes>,
+    /// The client id brokers know it by (the same in every incarnation).
+    client_id: String,
+    /// When its current incarnation started.
+    booted_at: Millis,
+    /// When its graceful shutdown began.
+    stopping_at: Millis,
+    /// Until when a fault touched its links to the brokers (a cut, a clog, a
+    /// broker down, a stall): a lock it meant to give back may be left
+    /// behind.
+    trouble_until: Millis,
+    /// Frozen until then: nothing reaches its core, no timer fires, its
+    /// listener calls wait.
+    stalled_until: Millis,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -338,7 +444,7 @@ enum Event {
         proc: usize,
         incarnation: u64,
         ticket: Ticket,
-        result: ConsumeResult,
+        result: Verdict,
     },
     /// The core's own input, fed back at once (file loads and writes).
     Feed(usize, u64, Input),
@@ -358,6 +464,23 @@ enum Event {
     Reset(usize),
     /// Every broker gives [`TOPIC`] more queues.
     Grow,
+    /// An orderly member has read an offset reset (or an OFFSET_MOVED) on
+    /// this link, if its core still had the link open.
+    OffsetsReset(Member, LinkId, ResetScope),
+    /// A process freezes for this long.
+    Stall(usize, Millis),
+    /// A frozen process runs again (its timers are due).
+    Wake(usize),
+}
+
+/// The queues an offset reset moves.
+#[derive(Debug)]
+enum ResetScope {
+    /// These.
+    Queues(BTreeSet<MessageQueue>),
+    /// The member's queues on the broker of this name (the world does not
+    /// read which one an OFFSET_MOVED answer was for).
+    Broker(String),
 }
 
 /// One listener call.
@@ -417,10 +540,31 @@ struct World {
     violation: Option<String>,
     trace: Vec<String>,
     handled: u64,
+    /// The orderly checks (idle unless some members consume orderly).
+    orderly: OrderlyCheck,
+    /// Keyed messages: index to (key, sequence number).
+    keyed: BTreeMap<usize, (u32, u32)>,
+    /// Each key's messages, by sequence number: (producer, index).
+    chains: Vec<Vec<(usize, usize)>>,
+    /// Orderly: locks held by a member on queues it no longer holds, and
+    /// since when (by its counters): (process, queue).
+    unowned_locks: BTreeMap<(usize, MessageQueue), Millis>,
+    /// Each clustering member's queues as its last counters showed them:
+    /// (queue, process) to (next pull offset, messages cached).
+    progress: BTreeMap<(MessageQueue, usize), (i64, usize)>,
+    /// Orderly: the last offset each member wrote for each queue, as it
+    /// reached the broker.
+    own_writes: BTreeMap<(Member, MessageQueue), i64>,
+    /// Orderly: when each member's last granted lock request of each queue
+    /// reached its broker.
+    granted: BTreeMap<(Member, MessageQueue), Millis>,
+    /// The offsets an admin reset moved queues to (a member that reads the
+    /// reset writes them, lock or not).
+    reset_to: BTreeMap<MessageQueue, i64>,
 }
 
 impl World {
-    fn new(seed: u64, knobs: Knobs) -> Self {
+    fn new(seed: u64, knobs: Knobs, strict: bool) -> Self {
         #[allow(clippy::disallowed_methods)]
         // One reading, as the origin of virtual time: the cores only ever see
         // it plus virtual milliseconds.
@@ -460,6 +604,19 @@ impl World {
             violation: None,
             trace: Vec::new(),
             handled: 0,
+            orderly: OrderlyCheck::new(orderly::Settings {
+                max_reconsume: knobs.orderly_max_reconsume,
+                suspend_time: knobs.suspend_time,
+                shutdown_timeout: knobs.shutdown_timeout,
+                strict,
+            }),
+            keyed: BTreeMap::new(),
+            chains: Vec::new(),
+            unowned_locks: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            own_writes: BTreeMap::new(),
+            granted: BTreeMap::new(),
+            reset_to: BTreeMap::new(),
             knobs,
         };
         world.plan();
@@ -478,6 +635,23 @@ impl World {
             let at = r.between(1_000, 40_000);
             let producer = producers[i % producers.len()];
             self.schedule(at, Event::Send(producer, i));
+        }
+        // Keyed sequences (their own stream, so the rest of the plan keeps
+        // its draws): each message of a key is sent once the one before it
+        // is acknowledged.
+        let mut k = SimRng::derive(self.seed, "keys");
+        let mut index = self.knobs.messages;
+        for key in 0..self.knobs.keys {
+            let producer = producers[key % producers.len()];
+            let length = k.between(5, 30) as usize;
+            let chain: Vec<(usize, usize)> =
+                (index..index + length).map(|i| (producer, i)).collect();
+            for (n, (_, i)) in chain.iter().enumerate() {
+                self.keyed.insert(*i, (key as u32, n as u32));
+            }
+            index += length;
+            self.schedule(k.between(1_000, 30_000), Event::Send(producer, chain[0].1));
+            self.chains.push(chain);
         }
         for b in 0..self.knobs.broadcasters {
             let p = self.spawn(&format!("broadcaster-{b}"), Role::Broadcaster);
@@ -543,6 +717,18 @@ impl World {
             self.schedule(at, Event::Probe);
             at += 1_000;
         }
+        if self.knobs.stalls {
+            // Their own stream, so the rest of the plan keeps its draws.
+            let mut s = SimRng::derive(self.seed, "stalls");
+            for _ in 0..s.between(1, 3) {
+                if let Some(&p) = s.pick(&consumers) {
+                    let length = *s.pick(&[3_000, 12_000, 35_000, 65_000]).unwrap_or(&3_000);
+                    // Over before the calm, as every fault.
+                    let latest = CALM_AFTER - 10_000 - length;
+                    self.schedule(s.between(3_000, latest), Event::Stall(p, length));
+                }
+            }
+        }
         if self.knobs.crashes {
             for _ in 0..r.between(1, 2) {
                 if let Some(&p) = r.pick(&consumers) {
@@ -564,6 +750,11 @@ impl World {
             calls: BTreeMap::new(),
             stopping: false,
             disk: BTreeMap::new(),
+            client_id: String::new(),
+            booted_at: 0,
+            stopping_at: 0,
+            trouble_until: 0,
+            stalled_until: 0,
         });
         self.procs.len() - 1
     }
@@ -600,6 +791,8 @@ impl World {
             seed: SimRng::derive(self.seed, &format!("client/{p}/{}", proc.incarnation)).next_u64(),
             ..ClientConfig::default()
         };
+        proc.client_id = config.client_id();
+        proc.booted_at = self.now;
         proc.client = Some(Client::new(config, now, WALL_EPOCH_MS + self.now as i64));
     }
 
@@ -649,6 +842,7 @@ impl World {
         if !self.shutting_down {
             self.shutting_down = true;
             self.check_settled()?;
+            self.check_locks_settled()?;
         }
         // Shut every running consumer down, once.
         let mut running = false;
@@ -693,6 +887,23 @@ impl World {
     /// Every stored message of [`TOPIC`] consumed successfully or dead in
     /// [`GROUP`], and delivered to every broadcasting member.
     fn all_done(&self) -> bool {
+        // The group's offsets reached every queue's end (a replay after a
+        // reset, say, is over).
+        let caught_up = self.brokers.iter().enumerate().all(|(b, broker)| {
+            (0..self.queues_of(b)).all(|q| {
+                let end = broker.log(TOPIC, q).len() as i64;
+                let queue = MessageQueue::new(TOPIC, broker.name(), q);
+                end == 0
+                    || broker.committed(GROUP, TOPIC, q) == Some(end)
+                    || self
+                        .progress
+                        .range((queue.clone(), 0)..=(queue, usize::MAX))
+                        .any(|(_, (next, cached))| *next >= end && *cached == 0)
+            })
+        });
+        if !caught_up {
+            return false;
+        }
         let consumed = self.consumed_indexes();
         let dead = self.dead_indexes();
         let stored = self.stored_indexes();
@@ -700,6 +911,7 @@ impl World {
             .iter()
             .all(|i| consumed.contains(i) || dead.contains(i))
             && self.unseen_by_broadcasters(&stored).is_none()
+            && self.keyed.keys().all(|i| self.acked.contains_key(i))
     }
 
     /// A broadcasting member and the first stored message it was never
@@ -753,13 +965,26 @@ impl World {
         if let Some((member, i)) = self.unseen_by_broadcasters(&stored) {
             let _ = write!(text, "; broadcasting member {member} never got {i}");
         }
+        for (b, broker) in self.brokers.iter().enumerate() {
+            for q in 0..self.queues_of(b) {
+                let end = broker.log(TOPIC, q).len() as i64;
+                let committed = broker.committed(GROUP, TOPIC, q);
+                if end > 0 && committed != Some(end) {
+                    let _ = write!(
+                        text,
+                        "; {}#{q} ends at {end}, committed {committed:?}",
+                        broker.name()
+                    );
+                }
+            }
+        }
         text
     }
 
     fn next_instant(&self) -> Option<Millis> {
         let mut next = self.events.keys().next().map(|(t, _)| *t);
         let mut see = |t: Millis| next = Some(next.map_or(t, |n| n.min(t)));
-        for proc in &self.procs {
+        for proc in self.procs.iter().filter(|p| p.stalled_until <= self.now) {
             if let Some(deadline) = proc.client.as_ref().and_then(Client::poll_timeout) {
                 let ms = deadline.saturating_duration_since(self.base).as_millis() as Millis;
                 // A deadline between two milliseconds is met at the later one.
@@ -794,11 +1019,12 @@ impl World {
         }
         let now = self.instant(self.now);
         for p in 0..self.procs.len() {
-            let due = self.procs[p]
-                .client
-                .as_ref()
-                .and_then(Client::poll_timeout)
-                .is_some_and(|d| d <= now);
+            let due = self.procs[p].stalled_until <= self.now
+                && self.procs[p]
+                    .client
+                    .as_ref()
+                    .and_then(Client::poll_timeout)
+                    .is_some_and(|d| d <= now);
             if due {
                 self.handled += 1;
                 if let Some(client) = self.procs[p].client.as_mut() {
@@ -823,9 +1049,16 @@ impl World {
     }
 
     fn handle(&mut self, event: Event) -> Result<(), String> {
+        if let Some(until) = self.target(&event).map(|p| self.procs[p].stalled_until) {
+            if until > self.now {
+                // A frozen process takes it when it runs again, in order.
+                self.schedule(until, event);
+                return Ok(());
+            }
+        }
         let now = self.instant(self.now);
         match event {
-            Event::ToServer(link, data) => self.arrive_at_server(link, &data),
+            Event::ToServer(link, data) => self.arrive_at_server(link, &data)?,
             Event::ToClient(link, data) => {
                 if let Some((p, conn)) = self.client_end(link) {
                     if let Some(client) = self.procs[p].client.as_mut() {
@@ -872,15 +1105,32 @@ impl World {
             } => {
                 if let Some(call) = self.calls.get_mut(&(proc, incarnation, ticket)) {
                     call.done_at = Some(self.now);
-                    call.success = result == ConsumeResult::Success;
+                    call.success = result.concurrent() == ConsumeResult::Success;
                 }
                 let line = format!("{} done {ticket} {result:?}", self.procs[proc].name);
+                let mut fed = false;
                 if self.procs[proc].incarnation == incarnation {
                     if let Some(client) = self.procs[proc].client.as_mut() {
-                        client.handle_input(now, Input::Consumed { ticket, result });
+                        let input = match result {
+                            Verdict::Concurrent(result) => Input::Consumed { ticket, result },
+                            Verdict::Orderly(result) => Input::ConsumedOrderly { ticket, result },
+                        };
+                        client.handle_input(now, input);
+                        fed = true;
                     }
                 }
                 self.log(line);
+                if self.is_orderly(proc) {
+                    let name = self.procs[proc].name.clone();
+                    self.orderly.done(
+                        (proc, incarnation),
+                        &name,
+                        ticket,
+                        result.orderly(),
+                        fed,
+                        self.now,
+                    )?;
+                }
             }
             Event::Feed(p, incarnation, input) => {
                 if self.procs[p].incarnation == incarnation {
@@ -893,19 +1143,32 @@ impl World {
                 if self.procs[p].client.is_none() {
                     self.boot(p);
                 }
-                let message = Message::new(TOPIC, format!("message {index}"))
+                let mut message = Message::new(TOPIC, format!("message {index}"))
                     .with_tags(format!("Tag{}", index % 3))
                     .with_property("index", index.to_string());
+                let selector = match self.keyed.get(&index) {
+                    Some(&(key, seq)) => {
+                        message = message
+                            .with_property("key", key.to_string())
+                            .with_property("seq", seq.to_string());
+                        QueueSelector::Hash(format!("key-{key}"))
+                    }
+                    None => QueueSelector::RoundRobin,
+                };
                 let call = Call::Send {
                     group: "SimProducer".into(),
                     message,
-                    selector: QueueSelector::RoundRobin,
+                    selector,
                 };
                 self.call(p, call, CallKind::Send(index));
                 self.log(format!("producer sends {index}"));
             }
             Event::StartConsumer(p) => {
                 if self.procs[p].client.is_some() {
+                    if self.procs[p].stopping {
+                        // Still shutting down: it starts once that is done.
+                        self.schedule(self.now + 1_000, Event::StartConsumer(p));
+                    }
                     return Ok(());
                 }
                 self.boot(p);
@@ -922,6 +1185,14 @@ impl World {
                 config.consume_concurrency = self.knobs.concurrency;
                 config.queue_cache_count = self.knobs.queue_cache;
                 config.max_reconsume_times = self.knobs.max_reconsume;
+                if self.is_orderly(p) {
+                    let k = &self.knobs;
+                    config.orderly = true;
+                    config.max_reconsume_times = k.orderly_max_reconsume;
+                    config.suspend_time = Duration::from_millis(k.suspend_time);
+                    config.shutdown_timeout = Duration::from_millis(k.shutdown_timeout);
+                    config.consume_batch_size = k.consume_batch;
+                }
                 let call = Call::StartConsumer {
                     config: Box::new(config),
                     subscriptions: vec![(TOPIC.to_owned(), Selector::tag("*"))],
@@ -936,8 +1207,9 @@ impl World {
                     let mut out = Vec::new();
                     let reset = self.brokers[b].reset_offsets(GROUP, TOPIC, 0, true, &mut out);
                     if let Ok(queues) = &reset {
-                        for q in queues.keys() {
+                        for (q, offset) in queues {
                             self.moved.insert((b, q.topic.clone(), q.queue_id));
+                            self.reset_to.insert(q.clone(), *offset);
                         }
                     }
                     self.log(format!(
@@ -966,6 +1238,7 @@ impl World {
                     .collect();
                 if let Some(&link) = self.net.pick(&up) {
                     self.log(format!("cut {link}"));
+                    self.trouble(link, self.now);
                     self.close_link(link, true);
                 }
             }
@@ -981,6 +1254,7 @@ impl World {
                     if let Some(l) = self.links.get_mut(&link) {
                         l.clogged_until = l.clogged_until.max(until);
                     }
+                    self.trouble(link, until);
                     self.log(format!("clog {link} for {length} ms"));
                 }
             }
@@ -988,6 +1262,10 @@ impl World {
                 self.log(format!("{} crashes", self.brokers[b].name()));
                 self.broker_up[b] = false;
                 self.brokers[b].crash();
+                self.orderly.broker_crashed(b, self.now);
+                for proc in &mut self.procs {
+                    proc.trouble_until = proc.trouble_until.max(self.now);
+                }
                 let links: Vec<LinkId> = self
                     .links
                     .iter()
@@ -1001,20 +1279,60 @@ impl World {
             Event::BrokerRestart(b) => {
                 self.log(format!("{} restarts", self.brokers[b].name()));
                 self.broker_up[b] = true;
+                for proc in &mut self.procs {
+                    proc.trouble_until = proc.trouble_until.max(self.now);
+                }
             }
             Event::Probe => {
                 for p in 0..self.procs.len() {
                     let Some(group) = self.procs[p].role.group() else {
                         continue;
                     };
-                    if !self.procs[p].stopping {
+                    if !self.procs[p].stopping && self.procs[p].stalled_until <= self.now {
                         let group = group.to_owned();
                         self.call(p, Call::ConsumerStats { group }, CallKind::Stats);
                     }
                 }
             }
+            Event::OffsetsReset(member, link, scope) => {
+                // Only if the core read those bytes: they reached it before
+                // it heard that the link closed.
+                let read = self
+                    .client_end(link)
+                    .is_some_and(|(p, conn)| self.procs[p].conns.get(&conn) == Some(&link));
+                if read {
+                    match scope {
+                        ResetScope::Queues(queues) => {
+                            self.orderly.reset(member, |q| queues.contains(q));
+                        }
+                        ResetScope::Broker(name) => {
+                            self.orderly.reset(member, |q| q.broker_name == name);
+                        }
+                    }
+                }
+            }
+            Event::Stall(p, length) => {
+                if self.procs[p].client.is_some() && self.procs[p].stalled_until <= self.now {
+                    let until = self.now + length;
+                    let proc = &mut self.procs[p];
+                    proc.stalled_until = until;
+                    proc.trouble_until = proc.trouble_until.max(until);
+                    self.forget_owner(p);
+                    self.schedule(until, Event::Wake(p));
+                    let line = format!("{} stalls for {length} ms", self.procs[p].name);
+                    self.log(line);
+                }
+            }
+            Event::Wake(p) => {
+                if self.procs[p].client.is_some() && self.procs[p].stalled_until == self.now {
+                    let line = format!("{} runs again", self.procs[p].name);
+                    self.log(line);
+                }
+            }
             Event::Crash(p) => {
+                let member = (p, self.procs[p].incarnation);
                 if self.procs[p].client.take().is_some() {
+                    self.orderly.crashed(member);
                     let line = format!("{} crashes", self.procs[p].name);
                     self.log(line);
                     self.cut_all(p);
@@ -1023,6 +1341,26 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// The process an event is for, if it is one a frozen process must wait
+    /// for: what reaches it from outside, and the script's commands (a
+    /// start, a shutdown, a crash: each in its turn once it runs again).
+    fn target(&self, event: &Event) -> Option<usize> {
+        match event {
+            Event::ToClient(link, _) | Event::Connected(link) | Event::ClientClosed(link) => {
+                self.links.get(link).map(|l| l.proc)
+            }
+            Event::ConnectFailed(p, _, _)
+            | Event::ConsumeDone { proc: p, .. }
+            | Event::Feed(p, _, _)
+            | Event::StartConsumer(p)
+            | Event::Shutdown(p)
+            | Event::Crash(p) => Some(*p),
+            // After the bytes it follows, which wait too.
+            Event::OffsetsReset((p, _), _, _) => Some(*p),
+            _ => None,
+        }
     }
 
     /// Starts a call on process `p`'s core (if it runs), remembering what
@@ -1045,6 +1383,7 @@ impl World {
             return;
         };
         proc.stopping = true;
+        proc.stopping_at = self.now;
         let group = group.to_owned();
         self.call(p, Call::ShutdownConsumer { group }, CallKind::Shutdown);
         let line = format!("{} shuts down", self.procs[p].name);
@@ -1075,7 +1414,7 @@ impl World {
                 since.sort_unstable();
                 let (began, newer) = since[1];
                 self.max_overlap = self.max_overlap.max(self.now - began);
-                let limit = if self.knobs.broker_crash || self.knobs.clogs {
+                let limit = if self.knobs.broker_crash || self.knobs.clogs || self.knobs.stalls {
                     OVERLAP_LIMIT_AFTER_CRASH
                 } else {
                     OVERLAP_LIMIT
@@ -1094,8 +1433,167 @@ impl World {
         Ok(())
     }
 
+    /// A fault on `link` lasting until `until`: its process's lock checks
+    /// are lenient until then.
+    fn trouble(&mut self, link: LinkId, until: Millis) {
+        if let Some(l) = self.links.get(&link) {
+            let proc = &mut self.procs[l.proc];
+            proc.trouble_until = proc.trouble_until.max(until);
+        }
+    }
+
+    /// Whether a fault touched process `p`'s links since `since` (or a
+    /// broker is down now).
+    fn troubled_since(&self, p: usize, since: Millis) -> bool {
+        self.procs[p].trouble_until >= since || self.broker_up.iter().any(|up| !up)
+    }
+
+    /// The live locks of [`GROUP`] on the running brokers: (broker, queue,
+    /// holder, last renewal).
+    fn live_locks(&self) -> Vec<(usize, MessageQueue, String, Millis)> {
+        let mut locks = Vec::new();
+        for (b, broker) in self.brokers.iter().enumerate() {
+            if self.broker_up[b] {
+                for (q, holder, at) in broker.locks(self.now, GROUP) {
+                    locks.push((b, q, holder.to_owned(), at));
+                }
+            }
+        }
+        locks
+    }
+
+    /// Orderly, at a member's counters: each queue it counts as locked is
+    /// locked to it on the broker (but just after a broker crash); each lock
+    /// its current incarnation won on a queue it no longer holds is given
+    /// back within [`UNLOCK_WITHIN`] (but under faults on its links).
+    fn check_locks_of(
+        &mut self,
+        p: usize,
+        stats: &rocketmq_core::consumer::ConsumerStats,
+    ) -> Result<(), String> {
+        let client_id = self.procs[p].client_id.clone();
+        let member = (p, self.procs[p].incarnation);
+        for (q, qs) in &stats.queues {
+            if !qs.locked {
+                continue;
+            }
+            let granted = self.granted.get(&(member, q.clone())).copied();
+            if granted.is_none_or(|at| self.now > at + orderly::LOCK_LIFETIME_MS) {
+                return Err(format!(
+                    "{} counts {q} as locked with no lock granted in the last {} ms (last at {granted:?} ms)",
+                    self.procs[p].name,
+                    orderly::LOCK_LIFETIME_MS
+                ));
+            }
+            let Some(b) = self.brokers.iter().position(|b| b.name() == q.broker_name) else {
+                continue;
+            };
+            let owner = self.brokers[b].lock_owner(self.now, GROUP, q);
+            if owner != Some(client_id.as_str()) {
+                let since = self.now.saturating_sub(orderly::LOCK_LIFETIME_MS + 1_000);
+                if !self.orderly.crashed_within(b, since, self.now) {
+                    return Err(format!(
+                        "{} counts {q} as locked while the broker's lock is {owner:?}",
+                        self.procs[p].name
+                    ));
+                }
+            }
+        }
+        let held: BTreeSet<&MessageQueue> = stats.queues.iter().map(|(q, _)| q).collect();
+        let booted = self.procs[p].booted_at;
+        let mut still = BTreeSet::new();
+        for (b, q, holder, at) in self.live_locks() {
+            if holder != client_id || at < booted || held.contains(&q) {
+                continue;
+            }
+            let key = (p, q);
+            let since = *self.unowned_locks.entry(key.clone()).or_insert(self.now);
+            still.insert(key.clone());
+            if since == Millis::MAX || self.now - since <= UNLOCK_WITHIN {
+                continue;
+            }
+            // A fault up to a lock's lifetime on the broker before may have
+            // left it: an unlock the member could not route (its route
+            // lacked a restarted broker), a lock request that waited for a
+            // connection past its deadline.
+            if self.troubled_since(p, since.saturating_sub(super::broker::LOCK_EXPIRY_MS)) {
+                self.orderly.counters.stale_locks += 1;
+                self.unowned_locks.insert(key, Millis::MAX);
+                continue;
+            }
+            return Err(format!(
+                "{} still holds the lock of {} on {} (renewed at {at} ms), which it has not held since {since} ms",
+                self.procs[p].name,
+                key.1,
+                self.brokers[b].name()
+            ));
+        }
+        self.unowned_locks
+            .retain(|(lp, q), _| *lp != p || still.contains(&(*lp, q.clone())));
+        Ok(())
+    }
+
+    /// Orderly: once a member's graceful shutdown is done, no broker holds a
+    /// lock its incarnation won (but under faults on its links).
+    fn check_unlocked_at_shutdown(&mut self, p: usize) -> Result<(), String> {
+        if !(self.knobs.orderly && self.procs[p].role == Role::Consumer) {
+            return Ok(());
+        }
+        let proc = &self.procs[p];
+        let left: Vec<(usize, MessageQueue)> = self
+            .live_locks()
+            .into_iter()
+            .filter(|(_, _, holder, at)| *holder == proc.client_id && *at >= proc.booted_at)
+            .map(|(b, q, _, _)| (b, q))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if self.troubled_since(p, proc.stopping_at.saturating_sub(TROUBLE_SLACK)) {
+            self.orderly.counters.stale_locks += left.len() as u64;
+            return Ok(());
+        }
+        let (b, q) = &left[0];
+        let line = format!(
+            "{} shut down (from {} ms) and still holds the lock of {q} on {} ({} left)",
+            proc.name,
+            proc.stopping_at,
+            self.brokers[*b].name(),
+            left.len()
+        );
+        if self.orderly.settings().strict {
+            return Err(line);
+        }
+        self.orderly.counters.leaked_locks += left.len() as u64;
+        self.log(line);
+        Ok(())
+    }
+
+    /// Orderly, once the group settled: each queue's lock is held by a
+    /// running member that holds the queue, or by nobody.
+    fn check_locks_settled(&self) -> Result<(), String> {
+        if !self.knobs.orderly {
+            return Ok(());
+        }
+        for (b, q, holder, at) in self.live_locks() {
+            let owner = self.procs.iter().position(|proc| {
+                proc.role == Role::Consumer && proc.client.is_some() && proc.client_id == holder
+            });
+            let holds =
+                owner.is_some_and(|o| self.owners.get(&q).is_some_and(|h| h.contains_key(&o)));
+            if !holds {
+                return Err(format!(
+                    "{}: {q} is locked by {holder} (renewed at {at} ms), which does not hold it, once the group settled",
+                    self.brokers[b].name()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A member is gone: it holds nothing.
     fn forget_owner(&mut self, p: usize) {
+        self.progress.retain(|(_, pp), _| *pp != p);
         for holders in self.owners.values_mut() {
             holders.remove(&p);
         }
@@ -1145,6 +1643,9 @@ impl World {
 
     /// Carries out everything process `p`'s core asks for.
     fn drain(&mut self, p: usize) -> Result<(), String> {
+        if self.procs[p].stalled_until > self.now {
+            return Ok(());
+        }
         let now = self.instant(self.now);
         loop {
             let Some(client) = self.procs[p].client.as_mut() else {
@@ -1180,16 +1681,39 @@ impl World {
                             "producer stored {index} at {}@{}",
                             sent.queue, sent.queue_offset
                         ));
+                        // A key's next message goes once this one is stored.
+                        if let Some(&(key, seq)) = self.keyed.get(&index) {
+                            let next = self.chains[key as usize].get(seq as usize + 1).copied();
+                            if let Some((producer, next)) = next {
+                                let gap = 20 + (index as u64 * 37) % 400;
+                                self.schedule(self.now + gap, Event::Send(producer, next));
+                            }
+                        }
                     }
                     (Some(CallKind::Send(index)), Err(e)) => {
                         self.log(format!("producer send {index} failed: {e}"));
+                        // A key's message is sent again until it is stored.
+                        if self.keyed.contains_key(&index) {
+                            self.schedule(self.now + 1_000, Event::Send(p, index));
+                        }
                     }
                     (Some(CallKind::Start), Err(e)) => {
                         return Err(format!("{} failed to start: {e}", self.procs[p].name));
                     }
                     (Some(CallKind::Stats), Ok(Reply::ConsumerStats(stats))) => {
                         if self.procs[p].role == Role::Consumer {
+                            self.progress.retain(|(_, pp), _| *pp != p);
+                            for (q, qs) in &stats.queues {
+                                self.progress
+                                    .insert((q.clone(), p), (qs.next_pull_offset, qs.cached_count));
+                            }
                             self.note_owner(p, stats.queues.iter().map(|(q, _)| q))?;
+                            if self.knobs.orderly {
+                                self.check_locks_of(p, &stats)?;
+                            }
+                        } else if self.is_orderly(p) {
+                            let held = stats.queues.iter().map(|(q, _)| q).collect();
+                            self.orderly.holds((p, incarnation), &held);
                         }
                         // The caches keep their limits: the count strictly
                         // (the consumer's default global budget is larger
@@ -1223,11 +1747,12 @@ impl World {
                         self.procs[p].client = None;
                         self.cut_all(p);
                         self.forget_owner(p);
+                        self.check_unlocked_at_shutdown(p)?;
                     }
                     _ => {}
                 }
             }
-            Output::Deliver(delivery) => self.deliver(p, incarnation, delivery),
+            Output::Deliver(delivery) => self.deliver(p, incarnation, delivery)?,
             Output::Load { path } => {
                 let result = Ok(self.procs[p].disk.get(&path).cloned());
                 self.schedule(
@@ -1307,18 +1832,17 @@ impl World {
 
     /// Bytes from a client to its server, in order, sometimes split in two.
     fn transmit_to_server(&mut self, link: LinkId, data: Bytes) {
-        self.carry(link, true, data);
+        let _ = self.carry(link, true, data);
     }
 
     /// Puts bytes on a link, toward its server or its client: they arrive
     /// after the link's latency, after what went before them the same way,
     /// and not before a clog clears; now and then split in two.
-    fn carry(&mut self, link: LinkId, to_server: bool, data: Bytes) {
-        let Some(l) = self.links.get_mut(&link) else {
-            return;
-        };
+    /// When they arrive is returned (`None`: the link is down).
+    fn carry(&mut self, link: LinkId, to_server: bool, data: Bytes) -> Option<Millis> {
+        let l = self.links.get_mut(&link)?;
         if !l.up {
-            return;
+            return None;
         }
         let last = if to_server {
             &mut l.to_server_at
@@ -1341,19 +1865,22 @@ impl World {
         } else {
             self.schedule(at, event(data));
         }
+        Some(at)
     }
 
     /// Bytes arrive at a server: whole frames go to it, its answers go back.
-    fn arrive_at_server(&mut self, link: LinkId, data: &[u8]) {
+    fn arrive_at_server(&mut self, link: LinkId, data: &[u8]) -> Result<(), String> {
         let Some(l) = self.links.get_mut(&link) else {
-            return;
+            return Ok(());
         };
         if !l.up {
-            return;
+            return Ok(());
         }
         l.decoder.push(data);
         let server = l.server;
         let proc = l.proc;
+        let member = (l.proc, l.incarnation);
+        let latency = l.latency;
         let mut commands = Vec::new();
         let mut malformed = None;
         loop {
@@ -1382,6 +1909,10 @@ impl World {
             if let (Server::Broker(b), false) = (server, cmd.is_response()) {
                 self.watch_offsets(b, proc, &cmd);
             }
+            let locking = match (server, cmd.is_response()) {
+                (Server::Broker(b), false) => self.watch_orderly(b, member, latency, &cmd)?,
+                _ => None,
+            };
             if let (Server::Broker(b), RequestCode::CONSUMER_SEND_MSG_BACK) =
                 (server, cmd.request_code())
             {
@@ -1415,6 +1946,9 @@ impl World {
                     if self.broker_up[b] {
                         let mut out = Vec::new();
                         self.brokers[b].handle(self.now, link, cmd, &mut out);
+                        if let Some((body, before)) = locking {
+                            self.count_locks(b, member, &body, &before);
+                        }
                         self.server_out(out);
                     }
                 }
@@ -1424,6 +1958,198 @@ impl World {
             self.log(format!("{link} malformed: {e}"));
             self.close_link(link, true);
         }
+        Ok(())
+    }
+
+    /// What a member asks of a broker about orderly consumption: lock
+    /// requests (only orderly clustering members lock; their holders before
+    /// the broker answers are returned, to count grants), unlocks, offset
+    /// queries (a new tenure, which an orderly member begins only under its
+    /// lock), and DLQ send-backs.
+    #[allow(clippy::type_complexity)]
+    fn watch_orderly(
+        &mut self,
+        b: usize,
+        member: Member,
+        latency: Millis,
+        cmd: &RemotingCommand,
+    ) -> Result<Option<(LockBatchRequestBody, Vec<Option<String>>)>, String> {
+        let p = member.0;
+        let name = &self.procs[p].name;
+        let orderly_member = self.procs[p].role == Role::Consumer && self.knobs.orderly;
+        match cmd.request_code() {
+            RequestCode::LOCK_BATCH_MQ | RequestCode::UNLOCK_BATCH_MQ => {
+                let Ok(body) = LockBatchRequestBody::decode(&cmd.body) else {
+                    return Ok(None);
+                };
+                if body.consumer_group != GROUP || !self.knobs.orderly {
+                    return Err(format!(
+                        "{name} sent {:?} for group {} (only orderly clustering members lock)",
+                        cmd.request_code(),
+                        body.consumer_group
+                    ));
+                }
+                if cmd.request_code() == RequestCode::UNLOCK_BATCH_MQ {
+                    self.orderly.counters.unlocks += 1;
+                    let queues: Vec<String> = body.mq_set.iter().map(short_queue).collect();
+                    self.log(format!(
+                        "{} unlock {queues:?} for {}",
+                        self.brokers[b].name(),
+                        body.client_id
+                    ));
+                    let sent = self.now.saturating_sub(latency);
+                    self.check_written_before_unlock(b, member, sent, &body)?;
+                    return Ok(None);
+                }
+                let before = body
+                    .mq_set
+                    .iter()
+                    .map(|q| {
+                        self.brokers[b]
+                            .lock_owner(self.now, GROUP, q)
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                Ok(Some((body, before)))
+            }
+            RequestCode::QUERY_CONSUMER_OFFSET if orderly_member => {
+                let Ok(h) = cmd.header::<QueryConsumerOffsetRequestHeader>() else {
+                    return Ok(None);
+                };
+                let queue = MessageQueue::new(&h.topic, self.brokers[b].name(), h.queue_id);
+                let owner = self.brokers[b].lock_owner(self.now, GROUP, &queue);
+                if owner != Some(self.procs[p].client_id.as_str()) {
+                    let since = self.now.saturating_sub(orderly::LOCK_LIFETIME_MS + 1_000);
+                    if !self.orderly.crashed_within(b, since, self.now) {
+                        return Err(format!(
+                            "{name} read the offset of {queue} while the broker's lock is {owner:?}, not its own"
+                        ));
+                    }
+                }
+                self.orderly.offset_queried(member, &queue);
+                Ok(None)
+            }
+            RequestCode::UPDATE_CONSUMER_OFFSET if orderly_member => {
+                let Ok(h) = cmd.header::<UpdateConsumerOffsetRequestHeader>() else {
+                    return Ok(None);
+                };
+                let queue = MessageQueue::new(&h.topic, self.brokers[b].name(), h.queue_id);
+                let owner = self.brokers[b].lock_owner(self.now, GROUP, &queue);
+                // Just after a broker crash, a member may still count a lock
+                // the broker lost and another member won since.
+                let since = self.now.saturating_sub(orderly::LOCK_LIFETIME_MS + 1_000);
+                let lost = self.orderly.crashed_within(b, since, self.now);
+                // An admin reset's offset, which a member writes when it reads
+                // the reset, however late.
+                let reset = self.reset_to.get(&queue) == Some(&h.commit_offset);
+                if owner.is_some_and(|o| o != self.procs[p].client_id) && !lost && !reset {
+                    let line = format!(
+                        "{name} wrote offset {} of {queue} while {} holds its lock",
+                        h.commit_offset,
+                        owner.unwrap_or("?")
+                    );
+                    if self.orderly.settings().strict {
+                        return Err(line);
+                    }
+                    self.orderly.counters.foreign_writes += 1;
+                    self.log(line);
+                }
+                self.own_writes.insert((member, queue), h.commit_offset);
+                Ok(None)
+            }
+            RequestCode::CONSUMER_SEND_MSG_BACK if orderly_member => {
+                let Ok(h) = cmd.header::<ConsumerSendMsgBackRequestHeader>() else {
+                    return Ok(None);
+                };
+                let name = name.clone();
+                self.orderly
+                    .dlq_sent(member, &name, b, h.offset, h.delay_level)?;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// An unlock reaches broker `b`: each queue the member holds there must
+    /// have its offset written past everything the member consumed in its
+    /// tenure, so that the next holder starts where it stopped (but when the
+    /// write may have been lost: faults on the member's links).
+    fn check_written_before_unlock(
+        &mut self,
+        b: usize,
+        member: Member,
+        sent: Millis,
+        body: &LockBatchRequestBody,
+    ) -> Result<(), String> {
+        let p = member.0;
+        for q in &body.mq_set {
+            if self.brokers[b].lock_owner(self.now, GROUP, q) != Some(body.client_id.as_str()) {
+                continue;
+            }
+            // What the member had surely consumed when it sent the unlock.
+            let Some(done) = self.orderly.consumed_to(member, q, sent) else {
+                continue;
+            };
+            let written = self.own_writes.get(&(member, q.clone())).copied();
+            if written.unwrap_or(-1) >= done {
+                continue;
+            }
+            let committed = self.brokers[b].committed(GROUP, &q.topic, q.queue_id);
+            if self.troubled_since(p, self.now.saturating_sub(TROUBLE_SLACK)) {
+                self.orderly.counters.stale_locks += 1;
+                continue;
+            }
+            let writes: Vec<(Millis, i64)> = self.brokers[b]
+                .offset_writes()
+                .iter()
+                .filter(|w| w.group == GROUP && w.topic == q.topic && w.queue_id == q.queue_id)
+                .map(|w| (w.at, w.offset))
+                .collect();
+            return Err(format!(
+                "{} unlocked {q} having written its offset as {written:?} (now {committed:?} on {}), though it had consumed everything below {done} (writes: {:?})",
+                self.procs[p].name,
+                self.brokers[b].name(),
+                &writes[writes.len().saturating_sub(8)..]
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts what broker `b` made of a lock request: queues won anew,
+    /// renewed, or refused.
+    fn count_locks(
+        &mut self,
+        b: usize,
+        member: Member,
+        body: &LockBatchRequestBody,
+        before: &[Option<String>],
+    ) {
+        let (mut won, mut renewed, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+        for (q, before) in body.mq_set.iter().zip(before) {
+            let after = self.brokers[b].lock_owner(self.now, GROUP, q);
+            let c = &mut self.orderly.counters;
+            match after {
+                Some(holder) if holder == body.client_id => {
+                    self.granted.insert((member, q.clone()), self.now);
+                    if before.as_deref() == Some(holder) {
+                        c.lock_renewals += 1;
+                        renewed.push(short_queue(q));
+                    } else {
+                        c.lock_grants += 1;
+                        won.push(short_queue(q));
+                    }
+                }
+                _ => {
+                    c.lock_refusals += 1;
+                    refused.push(short_queue(q));
+                }
+            }
+        }
+        self.log(format!(
+            "{} lock for {}: won {won:?} renewed {renewed:?} refused {refused:?}",
+            self.brokers[b].name(),
+            body.client_id
+        ));
     }
 
     /// What a member asks of a broker about its offsets: its pulls (with
@@ -1506,10 +2232,13 @@ impl World {
                         .retain(|(p, tb, _, _), _| !(*p == proc && *tb == b));
                 }
             }
+            let member = (l.proc, l.incarnation);
+            let mut acked = None;
             if cmd.is_response() {
                 if let Some(message) = self.sending_back.remove(&(link, cmd.opaque)) {
                     if cmd.response_code() == ResponseCode::SUCCESS {
                         self.sent_back.entry(message).or_insert(self.now);
+                        acked = Some(message);
                     }
                 }
             }
@@ -1519,12 +2248,63 @@ impl World {
                 format!("request {:?}", cmd.request_code())
             };
             self.log(format!("{link} < {what}"));
-            self.carry(link, false, frame);
+            let Some(at) = self.carry(link, false, frame) else {
+                continue;
+            };
+            if self.is_orderly(member.0) {
+                self.orderly_news(member, link, &cmd, acked, at);
+            }
         }
     }
 
-    /// A listener call: its outcome and duration drawn from the seed.
-    fn deliver(&mut self, p: usize, incarnation: u64, delivery: Delivery) {
+    /// What an orderly member hears from a broker that the checks must
+    /// know, and when it hears it: a DLQ send-back acknowledged, an offset
+    /// reset, an offset moved.
+    fn orderly_news(
+        &mut self,
+        member: Member,
+        link: LinkId,
+        cmd: &RemotingCommand,
+        acked: Option<(usize, i64)>,
+        at: Millis,
+    ) {
+        let Some(Server::Broker(b)) = self.links.get(&link).map(|l| l.server) else {
+            return;
+        };
+        if let Some((ab, commit)) = acked {
+            if self.procs[member.0].role == Role::Consumer {
+                self.orderly.dlq_acked(member, ab, commit, at);
+            }
+        }
+        // An offset reset or move takes effect when the member reads it:
+        // just after its bytes arrive (no delivery of those queues can come
+        // between, their caches being emptied).
+        if cmd.is_response() && cmd.response_code() == ResponseCode::PULL_OFFSET_MOVED {
+            let name = self.brokers[b].name().to_owned();
+            let scope = ResetScope::Broker(name);
+            self.schedule(at, Event::OffsetsReset(member, link, scope));
+        }
+        if !cmd.is_response() && cmd.request_code() == RequestCode::RESET_CONSUMER_CLIENT_OFFSET {
+            if let Ok(body) = ResetOffsetBody::decode(&cmd.body) {
+                let queues = body.offset_table.into_keys().collect();
+                let scope = ResetScope::Queues(queues);
+                self.schedule(at, Event::OffsetsReset(member, link, scope));
+            }
+        }
+    }
+
+    /// Whether process `p` consumes orderly.
+    fn is_orderly(&self, p: usize) -> bool {
+        match self.procs[p].role {
+            Role::Producer => false,
+            Role::Consumer => self.knobs.orderly,
+            Role::Broadcaster => self.knobs.orderly_broadcast,
+        }
+    }
+
+    /// A listener call: its outcome and duration drawn from the seed. An
+    /// orderly one is checked first.
+    fn deliver(&mut self, p: usize, incarnation: u64, delivery: Delivery) -> Result<(), String> {
         let messages: Vec<(usize, i32)> = delivery
             .messages
             .iter()
@@ -1541,25 +2321,34 @@ impl World {
             delivery.context.queue.topic.clone(),
             delivery.context.queue.queue_id,
         );
-        let offsets = delivery.messages.iter().map(|m| m.queue_offset).collect();
-        let r = &mut self.listen;
-        let fail = r.chance(1, self.knobs.fail_one_in);
-        let took = if r.chance(1, self.knobs.slow_one_in) {
-            r.between(1_000, 5_000)
-        } else {
-            r.below(20)
-        };
-        let result = if fail {
-            ConsumeResult::RETRY
-        } else {
-            ConsumeResult::Success
-        };
+        let offsets: Vec<i64> = delivery.messages.iter().map(|m| m.queue_offset).collect();
         let ticket = delivery.ticket;
         let name = self.procs[p].name.clone();
         self.log(format!(
-            "{name} deliver {ticket} {}#{} {messages:?}",
+            "{name} deliver {ticket} {}#{} {messages:?} @{offsets:?}",
             delivery.context.queue, delivery.context.reconsume_times
         ));
+        let (took, result, how) = if self.is_orderly(p) {
+            self.check_orderly_delivery(p, incarnation, &delivery)?;
+            self.orderly_listener(delivery.context.reconsume_times)
+        } else {
+            let r = &mut self.listen;
+            let fail = r.chance(1, self.knobs.fail_one_in);
+            let took = if r.chance(1, self.knobs.slow_one_in) {
+                r.between(1_000, 5_000)
+            } else {
+                r.below(20)
+            };
+            let result = if fail {
+                ConsumeResult::RETRY
+            } else {
+                ConsumeResult::Success
+            };
+            (took, Verdict::Concurrent(result), "")
+        };
+        if !how.is_empty() {
+            self.log(format!("{name}'s listener of {ticket}{how}"));
+        }
         self.calls.insert(
             (p, incarnation, ticket),
             Call1 {
@@ -1579,6 +2368,102 @@ impl World {
                 result,
             },
         );
+        Ok(())
+    }
+
+    /// An orderly listener: how long it runs, what it answers, and a note
+    /// for the trace. It suspends a fresh batch now and then, and one it
+    /// suspended before (its reconsume count says how often) half the time,
+    /// never more than [`Knobs::suspend_streak`] times in a row; sometimes it
+    /// names a delay (out of bounds too), sometimes it panics (read as a
+    /// suspension), sometimes it answers as a concurrent listener would. Now
+    /// and then, before the calm, it outlives a lock.
+    fn orderly_listener(&mut self, reconsume: i32) -> (Millis, Verdict, &'static str) {
+        let k = &self.knobs;
+        let r = &mut self.listen;
+        let fail = reconsume < k.suspend_streak
+            && if reconsume > 0 {
+                r.chance(1, 2)
+            } else {
+                r.chance(1, k.fail_one_in)
+            };
+        let took = if self.now < CALM_AFTER && r.chance(1, k.very_slow_one_in) {
+            r.between(15_000, 45_000)
+        } else if r.chance(1, k.slow_one_in) {
+            r.between(1_000, 5_000)
+        } else {
+            r.below(20)
+        };
+        let (result, how) = if fail {
+            match r.below(6) {
+                0 | 1 => (Verdict::Orderly(OrderlyResult::SUSPEND), ""),
+                2 | 3 => {
+                    let delay = match r.below(8) {
+                        0 => 0,
+                        1 => 40_000,
+                        _ => r.between(10, 3_000),
+                    };
+                    let delay = Duration::from_millis(delay);
+                    (Verdict::Orderly(OrderlyResult::suspend_for(delay)), "")
+                }
+                4 => (Verdict::Orderly(OrderlyResult::SUSPEND), " (panics)"),
+                _ => (Verdict::Concurrent(ConsumeResult::RETRY), ""),
+            }
+        } else if r.chance(1, 8) {
+            (Verdict::Concurrent(ConsumeResult::Success), "")
+        } else {
+            (Verdict::Orderly(OrderlyResult::Success), "")
+        };
+        (took, result, how)
+    }
+
+    /// The orderly checks of a delivery (see [`OrderlyCheck::delivered`]),
+    /// with the broker's lock table as it is now.
+    fn check_orderly_delivery(
+        &mut self,
+        p: usize,
+        incarnation: u64,
+        delivery: &Delivery,
+    ) -> Result<(), String> {
+        let queue = &delivery.context.queue;
+        let broker = self
+            .brokers
+            .iter()
+            .position(|b| b.name() == queue.broker_name)
+            .ok_or_else(|| format!("a delivery from an unknown broker: {queue}"))?;
+        let clustering = self.procs[p].role == Role::Consumer;
+        let lock_owner = self.brokers[broker]
+            .lock_owner(self.now, GROUP, queue)
+            .map(str::to_owned);
+        let messages = delivery
+            .messages
+            .iter()
+            .map(|m| {
+                let key = m
+                    .property("index")
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| self.keyed.get(&i).copied());
+                (m.queue_offset, m.reconsume_times, m.commit_log_offset, key)
+            })
+            .collect();
+        let lock_granted = self
+            .granted
+            .get(&((p, incarnation), queue.clone()))
+            .copied();
+        let proc = &self.procs[p];
+        self.orderly.delivered(Delivered {
+            member: (p, incarnation),
+            name: &proc.name,
+            clustering,
+            queue,
+            broker,
+            ticket: delivery.ticket,
+            messages,
+            client_id: &proc.client_id,
+            lock_owner: lock_owner.as_deref(),
+            lock_granted,
+            now: self.now,
+        })
     }
 
     /// Indexes of the messages stored in [`TOPIC`] on every broker.
@@ -1798,6 +2683,8 @@ impl World {
             virtual_ms: self.now,
             max_overlap_ms: self.max_overlap,
             events: self.handled,
+            orderly: self.orderly.counters,
+            keyed: self.keyed.len(),
         }
     }
 }
