@@ -165,13 +165,21 @@ struct Tenure {
 /// A batch out.
 #[derive(Debug)]
 struct Batch {
+    /// Of a clustering member (else broadcasting).
     clustering: bool,
+    /// Its queue.
     queue: MessageQueue,
+    /// The tenure it was handed out in.
     tenure: u64,
+    /// The slot it was handed out in.
     slot: u64,
+    /// When it was handed out.
     at: Millis,
+    /// Its messages' queue offsets.
     offsets: Vec<i64>,
+    /// Their reconsume counts.
     reconsume: Vec<i32>,
+    /// Their (key, sequence number), for keyed messages.
     keys: Vec<Option<(u32, u32)>>,
 }
 
