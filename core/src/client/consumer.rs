@@ -1915,6 +1915,11 @@ impl Client {
             self.consumers.next_ticket += 1;
             let ticket = Ticket(self.consumers.next_ticket);
             let messages = pq.take_ready(c.config.consume_batch_size, ticket.0);
+            if orderly && messages.is_empty() {
+                // Listed while its messages were dropped (an offset reset): no
+                // batch, or the queue would wait for it forever.
+                continue;
+            }
             if orderly {
                 // One batch at a time: listed again when it is done.
                 slot.batch = Some(ticket.0);
